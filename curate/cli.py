@@ -1,0 +1,93 @@
+"""The ``curate`` command: run, stats, sample.
+
+User mistakes (bad YAML, missing column, unreadable input) exit 2 with one line on stderr and
+no traceback; bugs raise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+
+from curate.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="curate", description="Curate web-scale image-text corpora on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a pipeline (resumes when the output directory holds the same run)")
+    run.add_argument("pipeline", help="pipeline YAML")
+    run.add_argument("--output", "-o", help="run directory (default: output.path or runs/<name>)")
+    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or an embedded Ray)")
+    run.add_argument("--overwrite", action="store_true", help="discard an existing run directory and start over")
+    run.add_argument("--retry-failed", action="store_true", help="re-attempt only transient download failures")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a spec value, e.g. --set stages.0.min_chars=10 (repeatable)")
+
+    stats = commands.add_parser("stats", help="the funnel of a run: per stage in, kept, dropped by reason")
+    stats.add_argument("run_dir")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sample = commands.add_parser("sample", help="write sample corpora")
+    kinds = sample.add_subparsers(dest="kind", required=True)
+    synth = kinds.add_parser("synth", help="synthetic image-caption corpus with ground-truth noise labels")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--n", type=int, default=3000)
+    synth.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return _dispatch(args, console)
+    except UserError as err:
+        print(f"curate: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("curate: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, console: Console) -> int:
+    if args.command == "run":
+        from curate.pipeline import run_pipeline
+
+        run_pipeline(args.pipeline, output=args.output, address=args.address, overwrite=args.overwrite,
+                     retry_failed=args.retry_failed, overrides=args.overrides, console=console)
+        return 0
+    if args.command == "stats":
+        from curate.stats.funnel import load_funnel, render_funnel
+
+        funnel = _load_funnel_or_fail(args.run_dir, load_funnel)
+        if args.json:
+            print(json.dumps(funnel.to_json(), indent=2))
+        else:
+            render_funnel(funnel, Console())
+        return 0
+    if args.command == "sample" and args.kind == "synth":
+        from curate.sample.synth import write_synth_corpus
+
+        if args.n <= 0:
+            raise UserError("--n must be positive")
+        path = write_synth_corpus(args.out, args.n, args.seed)
+        console.print(f"wrote {args.n} samples: {path}")
+        return 0
+    raise AssertionError(args)
+
+
+def _load_funnel_or_fail(run_dir: str, load_funnel):
+    from pathlib import Path
+
+    if not (Path(run_dir) / "manifest.json").is_file():
+        raise UserError(f"{run_dir}: not a curate run directory (no manifest.json)")
+    return load_funnel(run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

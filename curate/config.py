@@ -1,0 +1,195 @@
+"""YAML pipeline spec -> validated, typed objects.
+
+Every mistake becomes a :class:`ConfigError` naming the file, the key and the fix; the
+same spec is reachable from YAML, from ``--set key=value`` CLI overrides and from Python
+(``load_spec(dict_or_path, overrides=...)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from curate.errors import ConfigError
+from curate.stages.base import Stage, StageParams
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SynthSpec(_Strict):
+    """Make the synthetic corpus at ``input.serve`` when it is missing (quickstart)."""
+
+    n: int = Field(3000, gt=0)
+    seed: int = 0
+
+
+class InputSpec(_Strict):
+    path: str | list[str] = Field(description="file, directory, glob, or a list of them")
+    format: Literal["auto", "parquet", "csv", "tsv", "jsonl", "webdataset"] = "auto"
+    url_column: str = "url"
+    caption_column: str = "caption"
+    keep_columns: list[str] = Field(default_factory=list)
+    rows_per_unit: int = Field(10_000, gt=0)
+    serve: str | None = Field(None, description="serve this directory on loopback HTTP; relative URLs resolve to it")
+    synth: SynthSpec | None = None
+
+
+class OutputSpec(_Strict):
+    path: str | None = None
+    samples_per_shard: int = Field(10_000, gt=0)
+    image_size: int = Field(256, gt=0)
+    resize_mode: Literal["no", "keep_ratio", "keep_ratio_largest", "center_crop", "border"] = "border"
+    resize_only_if_bigger: bool = False
+    image_format: Literal["jpg", "png", "webp"] = "jpg"
+    encode_quality: int = Field(95, ge=0, le=100)
+
+
+class ResourcesSpec(_Strict):
+    cpus: int | None = Field(None, gt=0, description="CPUs of the embedded Ray (default: all)")
+    object_store_memory_mb: int | None = Field(None, ge=100)
+
+
+class StageSpec(_Strict):
+    stage: str
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_params(cls, data: Any) -> Any:
+        """Accept ``{stage: x, min_chars: 5}``: keys other than stage/name are parameters."""
+        if isinstance(data, dict):
+            data = dict(data)
+            params = dict(data.pop("params", {}) or {})
+            for key in [k for k in data if k not in ("stage", "name")]:
+                params[key] = data.pop(key)
+            data["params"] = params
+        return data
+
+
+class PipelineSpec(_Strict):
+    name: str = "pipeline"
+    input: InputSpec
+    stages: list[StageSpec] = Field(default_factory=list)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that decides the result (not where it goes or what runs it)."""
+        body = self.model_dump(mode="json", exclude={"output": {"path"}, "resources": True})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_spec(source: str | Path | dict, overrides: list[str] | None = None) -> tuple[PipelineSpec, list[Stage]]:
+    """Parse, override and validate a pipeline; return the spec and its instantiated stages."""
+    label = str(source) if not isinstance(source, dict) else "<dict>"
+    raw = _read_yaml(Path(source)) if not isinstance(source, dict) else dict(source)
+    for override in overrides or []:
+        _apply_override(raw, override, label)
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as err:
+        raise _config_error(label, err) from None
+    return spec, build_stages(spec, label)
+
+
+def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:
+    """Instantiate each stage, checking its parameters against its schema."""
+    from curate.stages.registry import stage_kinds
+
+    kinds = stage_kinds()
+    stages: list[Stage] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(spec.stages):
+        key = f"stages[{index}]"
+        if entry.stage not in kinds:
+            raise ConfigError(label, f"{key}.stage", f"unknown stage {entry.stage!r}", f"valid: {', '.join(kinds)}")
+        cls = kinds[entry.stage]
+        try:
+            params: StageParams = cls.Params.model_validate(entry.params)
+        except ValidationError as err:
+            raise _config_error(label, err, prefix=key) from None
+        stage = cls(params, name=entry.name)
+        if stage.name in seen:
+            raise ConfigError(label, f"{key}.name", f"duplicate stage name {stage.name!r}", "give each a unique `name:`")
+        seen.add(stage.name)
+        stages.append(stage)
+    _check_order(stages, label)
+    return stages
+
+
+def _check_order(stages: list[Stage], label: str) -> None:
+    from curate.stages.base import GlobalFilter
+
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, GlobalFilter):
+            continue
+        for earlier in stages[:index]:
+            if not earlier.replayable:
+                raise ConfigError(
+                    label,
+                    f"stages[{index}]",
+                    f"{stage.kind} observes the whole input, so it cannot follow {earlier.kind}",
+                    f"move {stage.kind} before {earlier.kind}",
+                )
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(str(path), "<file>", "no such pipeline file", "check the path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "<file>"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(str(path), where, f"invalid YAML: {problem}", "fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "<file>", "expected a mapping at the top level", "see pipelines/quickstart.yaml")
+    return data
+
+
+def _apply_override(raw: dict, override: str, label: str) -> None:
+    """``a.b.0.c=value``: the value is parsed as YAML (numbers, booleans, lists)."""
+    if "=" not in override:
+        raise ConfigError(label, override, "override must look like key.path=value", "e.g. --set output.samples_per_shard=1000")
+    dotted, value = override.split("=", 1)
+    node: Any = raw
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(label, dotted, f"no list index {part!r}", f"use 0..{len(node) - 1}")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(label, dotted, "cannot descend into a scalar", "check the key path")
+        if last:
+            node[part] = yaml.safe_load(value)
+        else:
+            if isinstance(node, dict) and part not in node:
+                node[part] = {}
+            node = node[part]
+
+
+def _config_error(label: str, err: ValidationError, prefix: str = "") -> ConfigError:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if p not in ("params",))
+    key = ".".join(p for p in (prefix, loc) if p) or "<root>"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return ConfigError(label, key, "unknown key", "remove it or check the spelling; see the stage's docs")
+    if kind == "missing":
+        return ConfigError(label, key, "required key is missing", "add it")
+    fix = ""
+    ctx = first.get("ctx") or {}
+    if "expected" in ctx:
+        fix = f"expected {ctx['expected']}"
+    return ConfigError(label, key, first["msg"], fix)

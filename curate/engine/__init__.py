@@ -1,0 +1,1 @@
+"""Execution on Ray Data: stage application, the run directory, commit and resume."""

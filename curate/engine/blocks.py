@@ -1,0 +1,57 @@
+"""Applying one stage to one Arrow block while keeping every row.
+
+Dropped rows travel on as ledger rows (``_drop_stage``/``_drop_reason``/``_drop_detail`` set,
+heavy columns released) instead of vanishing, so the sink can check conservation per unit.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.schema import DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY
+from curate.stages.base import Filter, Stage
+
+_NULL_STR = pa.scalar(None, pa.string())
+
+
+def split_alive(block: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(rows still alive, rows already dropped by an earlier stage)."""
+    alive = pc.is_null(block.column(DROP_STAGE))
+    return block.filter(alive), block.filter(pc.invert(alive))
+
+
+def apply_stage(stage: Stage, block: pa.Table) -> pa.Table:
+    """Run ``stage`` on the live rows of ``block``; mark the rows it drops."""
+    alive, dead = split_alive(block)
+    if alive.num_rows == 0:
+        return block
+    out = stage.process(alive)
+    if out.num_rows != alive.num_rows:
+        raise RuntimeError(f"stage {stage.name} returned {out.num_rows} rows for {alive.num_rows}")
+    if isinstance(stage, Filter):
+        out = mark_drops(stage, out)
+    return pa.concat_tables([out, dead], promote_options="permissive") if dead.num_rows else out
+
+
+def mark_drops(stage: Filter, scored: pa.Table) -> pa.Table:
+    decision = stage.decide(scored)
+    drop = pc.invert(pc.fill_null(decision.keep, False))
+    if not pc.any(drop).as_py():
+        return scored
+    reason = pc.cast(decision.reason, pa.string())
+    if pc.any(pc.and_(drop, pc.is_null(reason))).as_py():
+        raise RuntimeError(f"stage {stage.name} dropped a row without a reason")
+    detail = pc.cast(decision.detail, pa.string()) if decision.detail is not None else pa.nulls(len(drop), pa.string())
+    updates = {
+        DROP_STAGE: pc.if_else(drop, pa.scalar(stage.name), _NULL_STR),
+        DROP_REASON: pc.if_else(drop, reason, _NULL_STR),
+        DROP_DETAIL: pc.if_else(drop, detail, _NULL_STR),
+    }
+    for name in HEAVY:
+        if name in scored.column_names:
+            column = scored.column(name)
+            updates[name] = pc.if_else(drop, pa.scalar(None, column.type), column)
+    for name, values in updates.items():
+        scored = scored.set_column(scored.schema.get_field_index(name), name, values)
+    return scored

@@ -1,0 +1,1 @@
+"""Readers of input tables and writers of shards, ledgers and uid lists."""

@@ -1,0 +1,124 @@
+"""Writers of one work-unit part: WebDataset shards, their metadata parquet, and the ledger.
+
+Files are written under the run's ``_tmp/`` with their final relative names; the driver
+renames them into place only when the whole unit is accounted for (see
+:mod:`curate.engine.rundir`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, INTERNAL, ROW, UID, UNIT, URL
+
+REJECTS_SCHEMA = pa.schema(
+    [("uid", pa.string()), ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+     ("url", pa.string()), ("unit", pa.int32()), ("row", pa.int32())]
+)
+_MTIME = 0.0  # fixed member mtime: identical inputs give byte-identical shards
+
+
+@dataclass
+class PartRecord:
+    """What a writer task reports to the driver about one part of one unit."""
+
+    unit: int
+    row0: int
+    rows: int
+    kept: int
+    files: list[str] = field(default_factory=list)
+    drops: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_row(self) -> dict:
+        return {"unit": self.unit, "row0": self.row0, "rows": self.rows, "kept": self.kept,
+                "files": json.dumps(self.files), "drops": json.dumps(self.drops)}
+
+    @classmethod
+    def from_row(cls, row: dict) -> PartRecord:
+        return cls(int(row["unit"]), int(row["row0"]), int(row["rows"]), int(row["kept"]),
+                   json.loads(row["files"]), json.loads(row["drops"]))
+
+
+def part_name(unit: int, row0: int, tag: str = "") -> str:
+    """``00012-0004000`` (unit 12, first row 4000); ``tag`` marks retry rounds (``00012-r1-...``)."""
+    return f"{unit:05d}-{tag + '-' if tag else ''}{row0:07d}"
+
+
+def write_unit_part(part: pa.Table, tmp_root: Path, samples_per_shard: int, image_ext: str, tag: str = "") -> PartRecord:
+    """Write the kept rows of ``part`` (rows of one unit) as shards and its drops as a ledger."""
+    unit = int(part.column(UNIT)[0].as_py())
+    rows = part.column(ROW).to_numpy()
+    order = np.argsort(rows, kind="stable")
+    part = part.take(pa.array(order))
+    row0 = int(rows[order[0]])
+    dropped_mask = pc.is_valid(part.column(DROP_STAGE))
+    kept = part.filter(pc.invert(dropped_mask))
+    dropped = part.filter(dropped_mask)
+    record = PartRecord(unit=unit, row0=row0, rows=part.num_rows, kept=kept.num_rows, drops=_count_drops(dropped))
+    for start in range(0, kept.num_rows, samples_per_shard):
+        chunk = kept.slice(start, samples_per_shard)
+        name = part_name(unit, int(chunk.column(ROW)[0].as_py()), tag)
+        record.files += _write_shard(chunk, tmp_root, name, image_ext)
+    if dropped.num_rows:
+        relative = f"rejects/{part_name(unit, row0, tag)}.parquet"
+        _atomic_parquet(_ledger(dropped), tmp_root / relative)
+        record.files.append(relative)
+    return record
+
+
+def _count_drops(dropped: pa.Table) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter] = {}
+    for stage, reason in zip(dropped.column(DROP_STAGE).to_pylist(), dropped.column(DROP_REASON).to_pylist(), strict=True):
+        counts.setdefault(stage, Counter())[reason] += 1
+    return {stage: dict(c) for stage, c in counts.items()}
+
+
+def _ledger(dropped: pa.Table) -> pa.Table:
+    return pa.table(
+        [dropped.column(UID), dropped.column(DROP_STAGE), dropped.column(DROP_REASON), dropped.column(DROP_DETAIL),
+         dropped.column(URL), dropped.column(UNIT), dropped.column(ROW)],
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def metadata_columns(table: pa.Table) -> list[str]:
+    """Columns that go to the shard json and parquet: everything but bytes and bookkeeping."""
+    return [c for c in table.column_names if c not in INTERNAL and c not in HEAVY]
+
+
+def _write_shard(chunk: pa.Table, tmp_root: Path, name: str, image_ext: str) -> list[str]:
+    tar_rel, parquet_rel = f"shards/{name}.tar", f"shards/{name}.parquet"
+    meta = chunk.select(metadata_columns(chunk))
+    records = meta.to_pylist()
+    images = chunk.column("jpg").to_pylist() if "jpg" in chunk.column_names else [None] * chunk.num_rows
+    tar_path = tmp_root / tar_rel
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = tar_path.with_suffix(".tar.partial")
+    with open(partial, "wb") as handle:
+        writer = wds.TarWriter(handle, mtime=_MTIME)
+        for record, image in zip(records, images, strict=True):
+            sample = {"__key__": record[UID], "txt": record.get(CAPTION) or "", "json": record}
+            if image is not None:
+                sample[image_ext] = image
+            writer.write(sample)
+        writer.close()
+    os.replace(partial, tar_path)
+    _atomic_parquet(meta, tmp_root / parquet_rel)
+    return [tar_rel, parquet_rel]
+
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".parquet.partial")
+    pq.write_table(table, partial)
+    os.replace(partial, path)

@@ -1,0 +1,1 @@
+"""Synthetic sample corpora with known ground truth."""

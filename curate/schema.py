@@ -1,0 +1,61 @@
+"""The row data model (DESIGN.md, Data model): column names and the stable sample id."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+UID = "uid"
+URL = "url"
+CAPTION = "caption"
+# Bookkeeping columns every row carries through the engine; never written to shards.
+UNIT = "_unit"  # work-unit index
+ROW = "_row"  # row index within the unit's input
+DROP_STAGE = "_drop_stage"  # null while the row is alive, else the name of the stage that dropped it
+DROP_REASON = "_drop_reason"
+DROP_DETAIL = "_drop_detail"
+INTERNAL = (UNIT, ROW, DROP_STAGE, DROP_REASON, DROP_DETAIL)
+#: Columns too heavy to carry on a dropped row (released when the row is dropped).
+HEAVY = ("jpg",)
+
+_SCHEME_AND_HOST = r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(?P<tail>.*)$"
+
+
+def normalize_urls(urls: pa.Array) -> pa.Array:
+    """Normalised URLs, vectorised: trimmed, scheme and host lower-cased, ``#fragment`` removed.
+
+    Two URLs that differ only in these ways fetch the same resource, so uids and URL dedup
+    treat them as one (as img2dataset's and DataComp's URL-level dedup do).
+    """
+    urls = pc.utf8_trim_whitespace(pc.cast(urls, pa.string()))
+    urls = pc.replace_substring_regex(urls, pattern=r"#.*$", replacement="")
+    parts = pc.extract_regex(urls, _SCHEME_AND_HOST)
+    head = pc.utf8_lower(pc.struct_field(parts, "head"))
+    tail = pc.struct_field(parts, "tail")
+    joined = pc.binary_join_element_wise(head, tail, "")
+    # Rows that are not absolute URLs (relative paths) keep their trimmed form.
+    return pc.if_else(pc.is_null(joined), urls, joined)
+
+
+def compute_uids(urls: pa.Array, captions: pa.Array) -> pa.Array:
+    """128-bit hex uids (32 chars, DataComp-compatible) from normalised URL and caption.
+
+    Rows with the same normalised URL *and* caption are the same sample and share a uid.
+    """
+    norm = normalize_urls(urls).to_pylist()
+    caps = pc.fill_null(pc.cast(captions, pa.string()), "").to_pylist()
+    blake = hashlib.blake2b
+    uids = [
+        blake(f"{u}\x00{c}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() for u, c in zip(norm, caps, strict=True)
+    ]
+    return pa.array(uids, pa.string())
+
+
+def uids_to_datacomp(uids: list[str]) -> np.ndarray:
+    """Sorted ``np.dtype("u8,u8")`` array, the layout DataComp's ``--uids`` files use."""
+    pairs = np.array([(int(u[:16], 16), int(u[16:32], 16)) for u in uids], np.dtype("u8,u8"))
+    pairs.sort(order=["f0", "f1"])
+    return pairs

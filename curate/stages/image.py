@@ -1,0 +1,88 @@
+"""Image checks: decisions on the original image's size, shape and bytes, all read from the
+columns the download stage writes (``orig_width``, ``orig_height``, ``orig_bytes``).
+
+* DataComp basic filtering (Gadre et al. 2023, App. "Basic filtering"): the shorter side of
+  the original is at least 200 px and the aspect ratio is at most 3.
+* LAION-5B (Schuhmann et al. 2022, §3.2): drop images under 5 KB (5,000 bytes here).
+
+Undecodable images and decompression bombs never reach this stage: the download stage has
+to reject them before decoding (see :mod:`curate.stages.download`).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from curate.stages.base import Decision, Filter, StageParams, append_columns
+from curate.stages.registry import register
+
+
+class ImageChecksParams(StageParams):
+    min_side: int = Field(0, ge=0, description="shorter side of the original, in pixels")
+    max_aspect_ratio: float | None = Field(None, gt=0, description="longer side / shorter side")
+    min_bytes: int = Field(0, ge=0, description="size of the downloaded file")
+
+
+@register
+class ImageChecksFilter(Filter):
+    """Reasons: ``image_too_small``, ``aspect_ratio_too_large``, ``image_bytes_too_small``."""
+
+    kind = "image_checks"
+    Params = ImageChecksParams
+    reads = ("orig_width", "orig_height", "orig_bytes")
+    writes = ("aspect_ratio",)
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        width = pc.cast(batch.column("orig_width"), pa.float32())
+        height = pc.cast(batch.column("orig_height"), pa.float32())
+        aspect = pc.divide(pc.max_element_wise(width, height), pc.max_element_wise(pc.min_element_wise(width, height), 1.0))
+        return append_columns(batch, {"aspect_ratio": aspect})
+
+    def decide(self, scored: pa.Table) -> Decision:
+        p = self.params
+        short_side = pc.min_element_wise(scored.column("orig_width"), scored.column("orig_height"))
+        too_small = pc.less(short_side, p.min_side)
+        too_wide = pc.greater(scored.column("aspect_ratio"), p.max_aspect_ratio or float("inf"))
+        too_light = pc.less(scored.column("orig_bytes"), p.min_bytes)
+        reason = pc.case_when(
+            pc.make_struct(too_small, too_wide, too_light),
+            "image_too_small",
+            "aspect_ratio_too_large",
+            "image_bytes_too_small",
+            pa.scalar(None, pa.string()),
+        )
+        detail = pc.case_when(
+            pc.make_struct(too_small, too_wide, too_light),
+            pc.binary_join_element_wise("short_side=", pc.cast(short_side, pa.string()), ""),
+            pc.binary_join_element_wise("aspect_ratio=", pc.cast(scored.column("aspect_ratio"), pa.string()), ""),
+            pc.binary_join_element_wise("bytes=", pc.cast(scored.column("orig_bytes"), pa.string()), ""),
+            pa.scalar(None, pa.string()),
+        )
+        return Decision(keep=pc.is_null(reason).combine_chunks(), reason=reason.combine_chunks(), detail=detail.combine_chunks())
+
+
+class DataCompImageParams(ImageChecksParams):
+    min_side: int = Field(200, ge=0, description="DataComp: shorter side >= 200 px")
+    max_aspect_ratio: float | None = Field(3.0, gt=0, description="DataComp: aspect ratio <= 3")
+
+
+@register
+class DataCompImageFilter(ImageChecksFilter):
+    """DataComp basic filtering's image rule: shorter side >= 200 px, aspect ratio <= 3."""
+
+    kind = "datacomp_image"
+    Params = DataCompImageParams
+
+
+class LaionImageParams(ImageChecksParams):
+    min_bytes: int = Field(5000, ge=0, description="LAION-5B: at least 5 KB")
+
+
+@register
+class LaionImageFilter(ImageChecksFilter):
+    """LAION-5B's image rule: the downloaded file is at least 5 KB."""
+
+    kind = "laion_image"
+    Params = LaionImageParams

@@ -1,0 +1,78 @@
+"""Caption rules: cheap alt-text heuristics that run before any download.
+
+Scores are columns (``caption_chars``, ``caption_words``) so thresholds can be retuned
+without rescoring; the decision is a vectorised comparison (pyarrow.compute, no Python loop).
+
+* LAION-5B (Schuhmann et al. 2022, §3.2): drop alt-text shorter than 5 characters.
+* DataComp basic filtering (Gadre et al. 2023, §3.3 / App. "Basic filtering"): keep captions
+  with more than 2 whitespace-separated words and more than 5 characters.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from curate.schema import CAPTION
+from curate.stages.base import Decision, Filter, StageParams, append_columns
+from curate.stages.registry import register
+
+
+class CaptionRulesParams(StageParams):
+    min_chars: int = Field(0, ge=0, description="keep captions with at least this many characters")
+    min_words: int = Field(0, ge=0, description="keep captions with at least this many whitespace-separated words")
+
+
+@register
+class CaptionRulesFilter(Filter):
+    """Drop rows whose caption is too short in characters (``caption_too_short``) or words
+    (``caption_too_few_words``); a missing caption counts as empty."""
+
+    kind = "caption_rules"
+    Params = CaptionRulesParams
+    reads = (CAPTION,)
+    writes = ("caption_chars", "caption_words")
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        captions = pc.fill_null(batch.column(CAPTION), "")
+        chars = pc.cast(pc.utf8_length(captions), pa.int32())
+        words = pc.cast(pc.list_value_length(pc.utf8_split_whitespace(captions)), pa.int32())
+        return append_columns(batch, {"caption_chars": chars, "caption_words": words})
+
+    def decide(self, scored: pa.Table) -> Decision:
+        short = pc.less(scored.column("caption_chars"), self.params.min_chars)
+        few_words = pc.less(scored.column("caption_words"), self.params.min_words)
+        reason = pc.if_else(short, "caption_too_short", pc.if_else(few_words, "caption_too_few_words", None))
+        detail = pc.if_else(
+            short,
+            pc.binary_join_element_wise("chars=", pc.cast(scored.column("caption_chars"), pa.string()), ""),
+            pc.binary_join_element_wise("words=", pc.cast(scored.column("caption_words"), pa.string()), ""),
+        )
+        return Decision(keep=pc.is_null(reason).combine_chunks(), reason=reason.combine_chunks(), detail=detail.combine_chunks())
+
+
+class LaionCaptionParams(CaptionRulesParams):
+    min_chars: int = Field(5, ge=0, description="LAION-5B: at least 5 characters")
+
+
+@register
+class LaionCaptionFilter(CaptionRulesFilter):
+    """LAION-5B's alt-text rule: at least 5 characters (Schuhmann et al. 2022, §3.2)."""
+
+    kind = "laion_caption"
+    Params = LaionCaptionParams
+
+
+class DataCompCaptionParams(CaptionRulesParams):
+    min_chars: int = Field(6, ge=0, description="DataComp: more than 5 characters")
+    min_words: int = Field(3, ge=0, description="DataComp: more than 2 words")
+
+
+@register
+class DataCompCaptionFilter(CaptionRulesFilter):
+    """DataComp basic filtering's caption rule: > 2 words and > 5 characters (Gadre et al. 2023)."""
+
+    kind = "datacomp_caption"
+    Params = DataCompCaptionParams
+

@@ -1,0 +1,1 @@
+"""Counters, the per-stage funnel and its rendering."""
