@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections import Counter, defaultdict
@@ -260,10 +261,9 @@ def _finalize(run: RunDir, units: list[Unit], stage_order: list[str]) -> Funnel:
     kept = run.write_uids()
     if kept != funnel.kept:
         raise RuntimeError(f"shards hold {kept} samples but the counters say {funnel.kept}")
-    import json
-
     (run.stats / "stats.json").write_text(json.dumps(funnel.to_json(), indent=2))
     run.update_manifest(state="complete")
+    run.cleanup()
     return funnel
 
 

@@ -40,16 +40,19 @@ def normalize_urls(urls: pa.Array) -> pa.Array:
     return pc.if_else(pc.is_null(joined), urls, joined)
 
 
-def compute_uids(urls: pa.Array, captions: pa.Array) -> pa.Array:
-    """128-bit hex uids (32 chars, DataComp-compatible) from normalised URL and caption.
+def compute_uids(urls: pa.Array, captions: pa.Array, source: str = "", first_row: int = 0) -> pa.Array:
+    """128-bit hex uids (32 chars, DataComp-compatible), one per input row.
 
-    Rows with the same normalised URL *and* caption are the same sample and share a uid.
+    Hashed from the normalised URL, the caption and the row's place in the input (file name,
+    row index): stable across runs of the same input, and never shared by two rows, so a
+    repeated (URL, caption) row has its own ledger entry; URL dedup decides which survives.
     """
     norm = normalize_urls(urls).to_pylist()
     caps = pc.fill_null(pc.cast(captions, pa.string()), "").to_pylist()
     blake = hashlib.blake2b
     uids = [
-        blake(f"{u}\x00{c}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() for u, c in zip(norm, caps, strict=True)
+        blake(f"{u}\x00{c}\x00{source}\x00{first_row + i}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        for i, (u, c) in enumerate(zip(norm, caps, strict=True))
     ]
     return pa.array(uids, pa.string())
 

@@ -99,6 +99,12 @@ class RunDir:
                 if _unit_of(path.name) not in done:
                     path.unlink()
 
+    def cleanup(self) -> None:
+        """Remove the (now empty) temporary folders of a finished run."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.journal.exists() and not any(self.journal.iterdir()):
+            self.journal.rmdir()
+
     def done_units(self) -> set[int]:
         return {int(p.stem) for p in self.unit_stats.glob("*.json")}
 

@@ -233,7 +233,7 @@ def read_unit(unit: Unit, spec: InputSpec) -> pa.Table:
 def _with_bookkeeping(table: pa.Table, unit: Unit, spec: InputSpec, bad: dict[int, tuple[str, str]]) -> pa.Table:
     urls = pc.cast(table.column(spec.url_column), pa.string())
     captions = pc.cast(table.column(spec.caption_column), pa.string())
-    columns = {UID: compute_uids(urls, captions), URL: urls, CAPTION: captions}
+    columns = {UID: compute_uids(urls, captions, os.path.basename(unit.path), unit.start), URL: urls, CAPTION: captions}
     for name in [*spec.keep_columns, *(["jpg"] if "jpg" in table.column_names else [])]:
         if name not in columns:
             columns[name] = table.column(name)

@@ -59,7 +59,8 @@ class UrlDedupFilter(GlobalFilter):
         return _first_per_hash(summary)
 
     def aggregate(self, summaries: Iterable[pa.Table]) -> pa.Table:
-        merged = _first_per_hash(pa.concat_tables(list(summaries)) if summaries else None)
+        summaries = list(summaries)  # any iterable, a generator included
+        merged = _first_per_hash(pa.concat_tables(summaries) if summaries else None)
         if merged is None:
             return _STATE_SCHEMA.empty_table()
         duplicated = pc.greater(merged.column("n"), 1)

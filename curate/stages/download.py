@@ -46,6 +46,7 @@ from curate.stages.registry import register
 DEFAULT_DISALLOWED = ("noai", "noimageai", "noindex", "noimageindex")  # img2dataset's defaults
 _USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0"
 _TRANSIENT = re.compile(r"^(timeout|connection_reset|http_5\d\d|http_429)$")
+_ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def is_transient(reason: str | None) -> bool:
@@ -266,7 +267,9 @@ def _probe(body: bytes, max_pixels: int) -> tuple[str | None, str | None]:
     except Image.DecompressionBombError as err:
         return "decompression_bomb", str(err)
     except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        return "not_an_image", f"{type(err).__name__}: {err}"
+        # PIL names the in-memory file (``<_io.BytesIO object at 0x...>``): drop the address so
+        # the ledger detail is the same on every run.
+        return "not_an_image", f"{type(err).__name__}: {_ADDRESS.sub('', str(err))}".rstrip()
     if width * height > max_pixels:
         return "decompression_bomb", f"{width}x{height} pixels > max_pixels={max_pixels}"
     if fmt == "JPEG" and not body.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):

@@ -37,7 +37,11 @@ class CaptionRulesFilter(Filter):
     def process(self, batch: pa.Table) -> pa.Table:
         captions = pc.fill_null(batch.column(CAPTION), "")
         chars = pc.cast(pc.utf8_length(captions), pa.int32())
-        words = pc.cast(pc.list_value_length(pc.utf8_split_whitespace(captions)), pa.int32())
+        # Arrow's split yields empty strings for leading/trailing whitespace and [""] for an
+        # empty string: trim first and count an empty caption as zero words.
+        trimmed = pc.utf8_trim_whitespace(captions)
+        words = pc.if_else(pc.equal(trimmed, ""), 0, pc.list_value_length(pc.utf8_split_whitespace(trimmed)))
+        words = pc.cast(words, pa.int32())
         return append_columns(batch, {"caption_chars": chars, "caption_words": words})
 
     def decide(self, scored: pa.Table) -> Decision:
