@@ -110,10 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.hits[path] += 1
             hits = self.server.hits[path]
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (deadline)
             self._route(path, query, hits)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (deadline): expected for /slow and /trickle
 
     def _route(self, path: str, query: dict, hits: int) -> None:
         if path.startswith("/good/"):

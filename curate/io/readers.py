@@ -69,7 +69,7 @@ def expand_paths(spec: InputSpec) -> list[str]:
         if any(ch in pattern for ch in "*?["):
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
-                raise InputError(f"input.path: no file matches {pattern!r}")
+                raise InputError(f"input.path: no file matches {pattern!r} (check the pattern; relative to {os.getcwd()})")
             files.extend(m for m in matches if os.path.isfile(m))
         elif os.path.isdir(pattern):
             found = sorted(str(p) for p in Path(pattern).rglob("*") if p.is_file() and _format_of(str(p)))
@@ -100,7 +100,7 @@ def plan_units(spec: InputSpec) -> list[Unit]:
             raise InputError(f"{path}: cannot tell the format from the extension (set input.format)")
         if os.path.getsize(path) == 0:
             raise InputError(f"{path}: file is empty (remove it from input.path)")
-        planner = {"parquet": _plan_parquet, "csv": _plan_lines, "tsv": _plan_lines, "jsonl": _plan_lines, "webdataset": _plan_tar}[fmt]
+        planner = {"parquet": _plan_parquet, "webdataset": _plan_tar}.get(fmt, _plan_lines)
         for start, stop, byte_start, byte_stop in planner(path, fmt, spec):
             units.append(Unit(len(units), path, fmt, start, stop, byte_start, byte_stop))
     if not units:
@@ -130,7 +130,9 @@ def _plan_parquet(path: str, fmt: str, spec: InputSpec):
     try:
         meta = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
-        raise InputError(f"{path}: not a readable parquet file ({_first_line(err)})") from None
+        raise InputError(
+            f"{path}: not a readable parquet file ({_first_line(err)}); re-export it or remove it from input.path"
+        ) from None
     _check_columns(path, meta.schema_arrow.names, spec)
     for start, stop in _ranges(meta.metadata.num_rows, spec.rows_per_unit):
         yield start, stop, 0, 0
@@ -203,7 +205,9 @@ def _tar_keys(path: str) -> list[str]:
         with tarfile.open(path, "r:*") as tar:
             return list(dict.fromkeys(_split_key(m.name)[0] for m in tar if m.isfile()))
     except (tarfile.TarError, OSError) as err:
-        raise InputError(f"{path}: not a readable tar file ({_first_line(err)})") from None
+        raise InputError(
+            f"{path}: not a readable tar file ({_first_line(err)}); re-create it or remove it from input.path"
+        ) from None
 
 
 def _split_key(name: str) -> tuple[str, str]:
@@ -363,5 +367,10 @@ def _read_tar(unit: Unit, spec: InputSpec):
         rows["jpg"].append(next((fields[e] for e in _IMAGE_EXTENSIONS if e in fields), None))
         for name in spec.keep_columns:
             rows[name].append(meta.get(name))
-    table = pa.table({URL: pa.array(rows[URL], pa.string()), CAPTION: pa.array(rows[CAPTION], pa.string()), "jpg": pa.array(rows["jpg"], pa.binary())} | {c: pa.array(rows[c]) for c in spec.keep_columns})
-    return table.rename_columns([spec.url_column if c == URL else spec.caption_column if c == CAPTION else c for c in table.column_names]), bad
+    table = pa.table(
+        {URL: pa.array(rows[URL], pa.string()), CAPTION: pa.array(rows[CAPTION], pa.string())}
+        | {"jpg": pa.array(rows["jpg"], pa.binary())}
+        | {c: pa.array(rows[c]) for c in spec.keep_columns}
+    )
+    names = [spec.url_column if c == URL else spec.caption_column if c == CAPTION else c for c in table.column_names]
+    return table.rename_columns(names), bad

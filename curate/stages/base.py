@@ -69,7 +69,7 @@ class Stage(ABC):
     def resources(self) -> Resources:
         return Resources()
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027  (an optional hook: most stages load nothing)
         """Load models or open resources; called once per worker before the first batch."""
 
     @abstractmethod

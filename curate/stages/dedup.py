@@ -55,7 +55,9 @@ class UrlDedupFilter(GlobalFilter):
 
     def observe(self, batch: pa.Table) -> pa.Table:
         hashes = url_hashes(batch.column(URL))
-        summary = pa.table({"url_hash": hashes, "pos": input_positions(batch), "uid": batch.column(UID), "n": np.ones(len(hashes), np.int64)})
+        summary = pa.table(
+            {"url_hash": hashes, "pos": input_positions(batch), "uid": batch.column(UID), "n": np.ones(len(hashes), np.int64)}
+        )
         return _first_per_hash(summary)
 
     def aggregate(self, summaries: Iterable[pa.Table]) -> pa.Table:

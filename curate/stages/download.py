@@ -184,7 +184,8 @@ class DownloadStage(Filter):
         if p.base_url and "://" not in url:
             url = urllib.parse.urljoin(p.base_url, url)
         deadline = time.monotonic() + p.timeout
-        agent = _USER_AGENT + (f" (compatible; {p.user_agent_token}; +https://github.com/rom1504/img2dataset)" if p.user_agent_token else "")
+        token = f" (compatible; {p.user_agent_token}; +https://github.com/rom1504/img2dataset)" if p.user_agent_token else ""
+        agent = _USER_AGENT + token
         try:
             request = urllib.request.Request(url, headers={"User-Agent": agent})
             with urllib.request.urlopen(request, timeout=p.timeout) as response:

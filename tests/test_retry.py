@@ -1,0 +1,103 @@
+"""``--retry-failed``: only transient download failures are re-attempted, and the run stays
+conserved (every uid kept or in exactly one ledger row)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from curate.pipeline import run_pipeline
+from curate.schema import uids_to_datacomp
+
+
+def _jpeg() -> bytes:
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    healthy = False  # while False, /flaky/* answers 503
+    hits: Counter
+
+
+class _Handler(BaseHTTPRequestHandler):
+    image = _jpeg()
+
+    def do_GET(self):  # noqa: N802
+        self.server.hits[self.path] += 1
+        if self.path.startswith("/missing/"):
+            self.send_error(404)
+        elif self.path.startswith("/flaky/") and not self.server.healthy:
+            self.send_error(503)
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(self.image)))
+            self.end_headers()
+            self.wfile.write(self.image)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky_server():
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.hits = Counter()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def _ledger(run) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in sorted((run / "rejects").glob("*.parquet"))])
+
+
+def test_retry_failed_reattempts_only_transient_failures(tmp_path, flaky_server, ray_session):
+    base = f"http://127.0.0.1:{flaky_server.server_address[1]}"
+    urls = [f"{base}/ok/{i}.jpg" for i in range(6)] + [f"{base}/flaky/{i}.jpg" for i in range(5)] + [f"{base}/missing/{i}.jpg" for i in range(3)]
+    pq.write_table(pa.table({"url": urls, "caption": [f"a photo of thing number {i}" for i in range(len(urls))]}), tmp_path / "in.parquet")
+    spec = {
+        "name": "retry",
+        "input": {"path": str(tmp_path / "in.parquet"), "rows_per_unit": 4},
+        "stages": [{"stage": "download", "timeout": 5, "threads": 4}],
+        "output": {"image_size": 32, "samples_per_shard": 3},
+    }
+    run = tmp_path / "run"
+
+    first = run_pipeline(spec, output=str(run))
+    assert first.funnel.kept == 6
+    assert dict(first.funnel.stages[1].dropped) == {"http_503": 5, "http_404": 3}
+
+    flaky_server.healthy = True
+    hits_before = Counter(flaky_server.hits)
+    second = run_pipeline(spec, output=str(run), retry_failed=True)
+    assert second.units_run == 2  # rows 6-10 are flaky: units 1 (rows 4-7) and 2 (rows 8-11)
+    assert second.funnel.kept == 11
+    assert dict(second.funnel.stages[1].dropped) == {"http_404": 3}
+    retried = {path: n - hits_before[path] for path, n in flaky_server.hits.items() if n != hits_before[path]}
+    assert retried == {f"/flaky/{i}.jpg": 1 for i in range(5)}  # nothing else was fetched again
+
+    ledger = _ledger(run)
+    assert sorted(ledger.column("reason").to_pylist()) == ["http_404"] * 3
+    kept = []
+    for path in sorted((run / "shards").glob("*.parquet")):
+        kept += pq.read_table(path).column("uid").to_pylist()
+    assert len(kept) == len(set(kept)) == 11
+    assert not set(kept) & set(ledger.column("uid").to_pylist())
+    assert np.array_equal(np.load(run / "uids.npy"), uids_to_datacomp(kept))
+
+    third = run_pipeline(spec, output=str(run), retry_failed=True)
+    assert third.units_run == 0 and third.funnel.kept == 11
