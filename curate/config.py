@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -96,7 +96,7 @@ def load_spec(source: str | Path | dict, overrides: list[str] | None = None) -> 
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as err:
-        raise _config_error(label, err) from None
+        raise _config_error(label, err, model=PipelineSpec) from None
     return spec, build_stages(spec, label)
 
 
@@ -115,7 +115,7 @@ def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:
         try:
             params: StageParams = cls.Params.model_validate(entry.params)
         except ValidationError as err:
-            raise _config_error(label, err, prefix=key) from None
+            raise _config_error(label, err, prefix=key, model=cls.Params) from None
         stage = cls(params, name=entry.name)
         if stage.name in seen:
             raise ConfigError(label, f"{key}.name", f"duplicate stage name {stage.name!r}", "give each a unique `name:`")
@@ -179,13 +179,15 @@ def _apply_override(raw: dict, override: str, label: str) -> None:
             node = node[part]
 
 
-def _config_error(label: str, err: ValidationError, prefix: str = "") -> ConfigError:
+def _config_error(label: str, err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> ConfigError:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if p not in ("params",))
     key = ".".join(p for p in (prefix, loc) if p) or "<root>"
     kind = first["type"]
     if kind == "extra_forbidden":
-        return ConfigError(label, key, "unknown key", "remove it or check the spelling; see the stage's docs")
+        valid = _valid_keys(model, first["loc"][:-1])
+        fix = f"valid: {', '.join(valid)}" if valid else "remove it or check the spelling"
+        return ConfigError(label, key, "unknown key", fix)
     if kind == "missing":
         return ConfigError(label, key, "required key is missing", "add it")
     fix = ""
@@ -193,3 +195,17 @@ def _config_error(label: str, err: ValidationError, prefix: str = "") -> ConfigE
     if "expected" in ctx:
         fix = f"expected {ctx['expected']}"
     return ConfigError(label, key, first["msg"], fix)
+
+
+def _valid_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
+    """The keys allowed where an unknown key was found: walk ``path`` through the models."""
+    for part in path:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        candidates = [field.annotation, *get_args(field.annotation)]
+        candidates += [arg for c in list(candidates) for arg in get_args(c)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return list(model.model_fields) if model is not None else []

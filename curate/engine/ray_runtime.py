@@ -40,7 +40,10 @@ def ray_session(address: str | None, resources: ResourcesSpec) -> Iterator[None]
 
 
 def _quiet_data_context() -> None:
+    """curate draws its own progress bar and funnel; Ray Data's per-dataset chatter goes."""
     from ray.data import DataContext
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
     context = DataContext.get_current()
     context.enable_progress_bars = False

@@ -286,7 +286,13 @@ def _read_csv(unit: Unit, spec: InputSpec):
     except pa.ArrowInvalid:
         # Invalid UTF-8 somewhere: read bytes, decode row by row, and ledger the bad rows.
         convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.binary() for c in columns})
-        raw = pacsv.read_csv(io.BytesIO(header + body), parse_options=parse, convert_options=convert)
+        try:
+            raw = pacsv.read_csv(io.BytesIO(header + body), parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as err:  # not an encoding problem: a malformed row (wrong column count)
+            raise InputError(
+                f"{unit.path}: rows {unit.start}..{unit.stop}: {_first_line(err)} "
+                "(fix the row, or remove the file from input.path)"
+            ) from None
         return _decode_binary_columns(raw)
 
 
@@ -309,10 +315,11 @@ def _read_jsonl(unit: Unit, spec: InputSpec):
     body = _read_lines(unit)
     columns = _required_columns(spec)
     try:
+        body.decode("utf-8")  # Arrow's JSON reader does not check UTF-8: invalid bytes go the slow path
         table = pajson.read_json(io.BytesIO(body))
         if all(c in table.column_names for c in columns):
             return table.select(columns), {}
-    except pa.ArrowInvalid:
+    except (pa.ArrowInvalid, UnicodeDecodeError):
         pass
     # Slow path: one record per line, bad lines become ledger rows.
     bad: dict[int, tuple[str, str]] = {}
