@@ -116,6 +116,7 @@ def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:
             params: StageParams = cls.Params.model_validate(entry.params)
         except ValidationError as err:
             raise _config_error(label, err, prefix=key, model=cls.Params) from None
+        entry.params = params.model_dump(mode="json")  # resolved: defaults filled in (fingerprint, pipeline.yaml)
         stage = cls(params, name=entry.name)
         if stage.name in seen:
             raise ConfigError(label, f"{key}.name", f"duplicate stage name {stage.name!r}", "give each a unique `name:`")

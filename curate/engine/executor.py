@@ -9,7 +9,9 @@ resume rule and a check).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +22,7 @@ import pyarrow.compute as pc
 
 from curate.config import InputSpec
 from curate.engine.blocks import apply_stage, split_alive
+from curate.errors import UserError
 from curate.io.readers import Unit, read_unit
 from curate.io.writers import PartRecord, write_unit_part
 from curate.schema import ROW, UNIT
@@ -108,7 +111,8 @@ class Executor:
         ds = self._dataset(units, prefix).map_batches(
             _observe_block, batch_size=None, batch_format="pyarrow",
             fn_kwargs={"stage": stage, "token": f"{self.run_token}:observe:{stage.name}"})
-        return stage.aggregate(list(ds.iter_batches(batch_size=None, batch_format="pyarrow")))
+        with user_errors_unwrapped():
+            return stage.aggregate(list(ds.iter_batches(batch_size=None, batch_format="pyarrow")))
 
     def run(self, units: list[Unit], tmp_root: Path, samples_per_shard: int, image_ext: str,
             on_record: Callable[[PartRecord], None], only_rows: dict[int, list[int]] | None = None, tag: str = "") -> None:
@@ -121,6 +125,26 @@ class Executor:
 
 
 def _records(ds) -> Iterator[PartRecord]:
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            yield PartRecord.from_row(row)
+    with user_errors_unwrapped():
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                yield PartRecord.from_row(row)
+
+
+@contextlib.contextmanager
+def user_errors_unwrapped() -> Iterator[None]:
+    """Re-raise a worker's :class:`UserError` (e.g. an unreadable input file) as itself, so the
+    CLI prints its one line instead of Ray's wrapped traceback."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as err:
+        # Ray pickles a worker's exception without its __cause__ chain; the text keeps it.
+        found = _WORKER_USER_ERROR.search(str(err))
+        if found:
+            raise UserError(found.group(1).strip()) from None
+        raise
+
+
+_WORKER_USER_ERROR = re.compile(r"curate\.errors\.\w*Error: (.+)")

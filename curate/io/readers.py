@@ -145,6 +145,7 @@ def _open_binary(path: str):
 def _plan_lines(path: str, fmt: str, spec: InputSpec):
     """Count lines and remember the byte offset of every ``rows_per_unit``-th row."""
     header_end = 0
+    names: list[str] = []
     try:
         with _open_binary(path) as handle:
             if fmt in ("csv", "tsv"):
@@ -170,10 +171,30 @@ def _plan_lines(path: str, fmt: str, spec: InputSpec):
                 boundaries.append(position)
     except (OSError, EOFError) as err:
         raise InputError(f"{path}: cannot read ({_first_line(err)})") from None
+    if fmt in ("csv", "tsv"):
+        parsed_rows = _csv_rows(path, fmt, names)
+        if parsed_rows != rows:
+            # Quoted values span lines: the file cannot be split on newlines, so it is one unit.
+            yield 0, parsed_rows, header_end, position
+            return
     for index in range(len(boundaries) - 1):
         start = index * spec.rows_per_unit
         stop = min(rows, start + spec.rows_per_unit)
         yield start, stop, boundaries[index], boundaries[index + 1]
+
+
+def _csv_parse_options(fmt: str) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True)
+
+
+def _csv_rows(path: str, fmt: str, names: list[str]) -> int:
+    """Rows as a CSV parser sees them (quoted values may span lines); bytes, so bad UTF-8 counts too."""
+    try:
+        with _open_binary(path) as handle:
+            convert = pacsv.ConvertOptions(column_types={name: pa.binary() for name in names})
+            return pacsv.read_csv(handle, parse_options=_csv_parse_options(fmt), convert_options=convert).num_rows
+    except pa.ArrowInvalid as err:
+        raise InputError(f"{path}: not a readable {fmt.upper()} file ({_first_line(err)})") from None
 
 
 def _header_names(header: bytes, fmt: str, path: str) -> list[str]:
@@ -277,9 +298,8 @@ def _read_csv(unit: Unit, spec: InputSpec):
     with _open_binary(unit.path) as handle:
         header = handle.readline()
     body = _read_lines(unit)
-    delimiter = "\t" if unit.format == "tsv" else ","
     columns = _required_columns(spec)
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False)
+    parse = _csv_parse_options(unit.format)
     try:
         convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
         return pacsv.read_csv(io.BytesIO(header + body), parse_options=parse, convert_options=convert), {}

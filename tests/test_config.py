@@ -1,0 +1,208 @@
+"""Pipeline spec validation (curate.config): every mistake is a one-line ConfigError naming
+the file, the key and the fix; overrides; the fingerprint that guards resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curate.config import PipelineSpec, load_spec
+from curate.errors import ConfigError, UserError
+from curate.stages.dedup import UrlDedupFilter
+from curate.stages.download import DownloadStage
+from curate.stages.text import DataCompCaptionFilter, LaionCaptionFilter
+
+GOOD_YAML = """\
+name: demo
+input:
+  path: data/in.parquet
+  keep_columns: [license]
+stages:
+  - stage: laion_caption
+  - stage: datacomp_caption
+    name: dc
+    min_words: 4
+  - stage: url_dedup
+  - stage: download
+    params: {timeout: 3, retries: 1}
+output:
+  samples_per_shard: 100
+  image_size: 64
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "pipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(source, overrides: list[str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_spec(source, overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    return info.value
+
+
+def base(**extra) -> dict:
+    return {"input": {"path": "in.parquet"}, **extra}
+
+
+def test_good_yaml(tmp_path: Path) -> None:
+    spec, stages = load_spec(write(tmp_path, GOOD_YAML))
+    assert isinstance(spec, PipelineSpec) and spec.name == "demo"
+    assert [type(s) for s in stages] == [LaionCaptionFilter, DataCompCaptionFilter, UrlDedupFilter, DownloadStage]
+    assert [s.name for s in stages] == ["laion_caption", "dc", "url_dedup", "download"]
+    assert stages[1].params.min_words == 4 and stages[1].params.min_chars == 6
+    assert (stages[3].params.timeout, stages[3].params.retries, stages[3].params.threads) == (3.0, 1, 64)
+    assert spec.input.keep_columns == ["license"] and spec.input.rows_per_unit == 10_000
+    assert (spec.output.samples_per_shard, spec.output.image_size, spec.output.resize_mode) == (100, 64, "border")
+
+
+def test_the_shipped_quickstart_validates() -> None:
+    spec, stages = load_spec(Path(__file__).resolve().parents[1] / "pipelines" / "quickstart.yaml")
+    assert spec.name == "quickstart" and len(stages) >= 3
+
+
+def test_bad_yaml_syntax(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: demo\ninput:\n  path: [unclosed\nstages: []\n")
+    err = error_of(path)
+    assert str(err).startswith(f"{path}: line ")
+    assert "invalid YAML" in str(err) and "fix the syntax" in str(err)
+    assert isinstance(err, UserError) and err.exit_code == 2
+
+
+@pytest.mark.parametrize("text", ["", "- just\n- a list\n", "42\n"])
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    assert str(error_of(path)) == f"{path}: <file>: expected a mapping at the top level (see pipelines/quickstart.yaml)"
+
+
+def test_missing_pipeline_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    assert str(error_of(path)) == f"{path}: <file>: no such pipeline file (check the path)"
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_YAML + "outptu: {}\n")
+    assert str(error_of(path)) == f"{path}: outptu: unknown key (valid: name, input, stages, output, resources)"
+
+
+def test_unknown_nested_key() -> None:
+    err = error_of(base(output={"size": 3}))
+    assert err.key == "output.size" and err.problem == "unknown key"
+    assert err.fix.startswith("valid: path, samples_per_shard, image_size")
+
+
+def test_unknown_stage_lists_valid_stages() -> None:
+    err = error_of(base(stages=[{"stage": "laion_caption"}, {"stage": "clip_scroe"}]))
+    assert err.key == "stages[1].stage" and err.problem == "unknown stage 'clip_scroe'"
+    valid = err.fix.removeprefix("valid: ").split(", ")
+    assert {"laion_caption", "datacomp_caption", "caption_rules", "url_dedup", "download", "datacomp_image", "laion_image",
+            "image_checks"} <= set(valid)
+    assert valid == sorted(valid)
+
+
+@pytest.mark.parametrize("entry", [
+    {"stage": "laion_caption", "min_charz": 3},
+    {"stage": "laion_caption", "params": {"min_charz": 3}},
+])
+def test_unknown_stage_param(entry) -> None:
+    err = error_of(base(stages=[entry]))
+    assert str(err) == "<dict>: stages[0].min_charz: unknown key (valid: min_chars, min_words)"
+
+
+def test_unknown_param_of_a_stage_without_params() -> None:
+    err = error_of(base(stages=[{"stage": "url_dedup", "keep": "last"}]))
+    assert str(err) == "<dict>: stages[0].keep: unknown key (remove it or check the spelling)"
+
+
+@pytest.mark.parametrize(("spec", "key", "problem"), [
+    (base(stages=[{"stage": "laion_caption", "min_chars": "many"}]), "stages[0].min_chars", "valid integer"),
+    (base(stages=[{"stage": "download", "timeout": -1}]), "stages[0].timeout", "greater than 0"),
+    ({"input": {"path": "x", "rows_per_unit": "lots"}}, "input.rows_per_unit", "valid integer"),
+    ({"input": {"path": "x", "keep_columns": "license"}}, "input.keep_columns", "valid list"),
+    (base(output={"resize_mode": "stretch"}), "output.resize_mode", "'border'"),
+    (base(stages={"stage": "laion_caption"}), "stages", "valid list"),
+])
+def test_wrong_type(spec, key, problem) -> None:
+    err = error_of(spec)
+    assert err.key == key and problem in err.problem, str(err)
+
+
+def test_missing_input(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: demo\nstages: []\n")
+    assert str(error_of(path)) == f"{path}: input: required key is missing (add it)"
+    assert str(error_of({"input": {"format": "csv"}})) == "<dict>: input.path: required key is missing (add it)"
+
+
+def test_duplicate_stage_names() -> None:
+    err = error_of(base(stages=[{"stage": "laion_caption"}, {"stage": "laion_caption"}]))
+    assert err.key == "stages[1].name" and "duplicate stage name 'laion_caption'" in err.problem
+
+
+def test_global_stage_cannot_follow_download() -> None:
+    err = error_of(base(stages=[{"stage": "download"}, {"stage": "url_dedup"}]))
+    assert err.key == "stages[1]" and err.fix == "move url_dedup before download"
+
+
+def test_overrides_nested_and_list_index(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_YAML)
+    spec, stages = load_spec(path, [
+        "stages.1.min_words=5",             # inline parameter, by list index
+        "stages.3.params.timeout=7.5",      # under params:
+        "output.samples_per_shard=10",
+        "input.keep_columns=[license, noise]",  # values are YAML
+        "resources.cpus=2",                 # a section that was not in the file
+        "name=renamed",
+    ])
+    assert stages[1].params.min_words == 5 and stages[3].params.timeout == 7.5
+    assert spec.output.samples_per_shard == 10 and spec.input.keep_columns == ["license", "noise"]
+    assert spec.resources.cpus == 2 and spec.name == "renamed"
+    # overrides are validated like the file
+    err = error_of(path, ["stages.0.min_chars=-3"])
+    assert err.key == "stages[0].min_chars"
+
+
+@pytest.mark.parametrize(("override", "key", "problem"), [
+    ("output.samples_per_shard", "output.samples_per_shard", "override must look like key.path=value"),
+    ("stages.9.min_chars=1", "stages.9.min_chars", "no list index '9'"),
+    ("stages.first.min_chars=1", "stages.first.min_chars", "no list index 'first'"),
+    ("name.inner=1", "name.inner", "cannot descend into a scalar"),
+])
+def test_bad_overrides(tmp_path: Path, override, key, problem) -> None:
+    err = error_of(write(tmp_path, GOOD_YAML), [override])
+    assert err.key == key and err.problem.startswith(problem)
+
+
+def test_dict_and_yaml_are_equivalent(tmp_path: Path) -> None:
+    import yaml
+
+    from_file, _ = load_spec(write(tmp_path, GOOD_YAML))
+    from_dict, _ = load_spec(yaml.safe_load(GOOD_YAML))
+    assert from_file == from_dict and from_file.fingerprint() == from_dict.fingerprint()
+
+
+def test_fingerprint() -> None:
+    def fingerprint(overrides: list[str]) -> str:
+        return load_spec(yaml_dict(), overrides)[0].fingerprint()
+
+    def yaml_dict() -> dict:
+        import yaml
+
+        return yaml.safe_load(GOOD_YAML)
+
+    reference = fingerprint([])
+    assert len(reference) == 16 and reference == fingerprint([])
+    # what decides the result changes it
+    assert fingerprint(["stages.0.min_chars=6"]) != reference
+    assert fingerprint(["stages.3.params.timeout=4"]) != reference
+    assert fingerprint(["output.image_size=128"]) != reference
+    assert fingerprint(["input.rows_per_unit=5"]) != reference
+    # where the output goes and what runs it do not
+    assert fingerprint(["output.path=/somewhere/else"]) == reference
+    assert fingerprint(["resources.cpus=3"]) == reference
+    # an explicit default equals the default
+    assert fingerprint(["stages.0.min_chars=5"]) == reference
