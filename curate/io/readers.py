@@ -194,7 +194,9 @@ def _csv_rows(path: str, fmt: str, names: list[str]) -> int:
             convert = pacsv.ConvertOptions(column_types={name: pa.binary() for name in names})
             return pacsv.read_csv(handle, parse_options=_csv_parse_options(fmt), convert_options=convert).num_rows
     except pa.ArrowInvalid as err:
-        raise InputError(f"{path}: not a readable {fmt.upper()} file ({_first_line(err)})") from None
+        raise InputError(
+            f"{path}: not a readable {fmt.upper()} file ({_first_line(err)}); fix the row, or remove the file from input.path"
+        ) from None
 
 
 def _header_names(header: bytes, fmt: str, path: str) -> list[str]:

@@ -250,7 +250,9 @@ def test_non_utf8_caption_in_csv_becomes_a_read_ledger_row(tmp_path: Path) -> No
     assert [r["url"] for r in rows] == [f"http://h/{i}.jpg" for i in range(4)]
     assert [r["caption"] for r in rows] == ["a fine caption", "caf\ufffd au lait", "another fine one", "last one"]
     assert [r["license"] for r in rows] == ["a", "b", "c", "d"]
-    assert [(r[DROP_STAGE], r[DROP_REASON]) for r in rows] == [(None, None), (READ_STAGE, "invalid_utf8"), (None, None), (None, None)]
+    assert [(r[DROP_STAGE], r[DROP_REASON]) for r in rows] == [
+        (None, None), (READ_STAGE, "invalid_utf8"), (None, None), (None, None),
+    ]
     assert rows[1][DROP_DETAIL] == "column 'caption': invalid continuation byte at byte 3"
     assert READ_STAGE == "read"
     assert all(re.fullmatch(r"[0-9a-f]{32}", r[UID]) for r in rows)
@@ -330,7 +332,16 @@ def test_input_errors_are_user_errors() -> None:
 def test_malformed_csv_row_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "ragged.csv"
     path.write_text("url,caption\nhttp://h/1.jpg,one\nhttp://h/2.jpg\nhttp://h/3.jpg,three\n")
-    units = plan_units(spec(path, 10))
     with pytest.raises(InputError) as info:
-        read_unit(units[0], spec(path, 10))
-    assert_one_line(info.value, str(path), "rows 0..3", "Expected 2 columns, got 1", "fix the row")
+        plan_units(spec(path, 10))
+    assert_one_line(info.value, str(path), "not a readable CSV file", "Expected 2 columns, got 1", "fix the row")
+
+
+def test_quoted_newlines_in_csv_values(tmp_path: Path) -> None:
+    path = tmp_path / "quoted.csv"
+    path.write_text('url,caption\nhttp://h/1.jpg,"two\nlines"\nhttp://h/2.jpg,plain\nhttp://h/3.jpg,"a, b"\n')
+    units, tables = read_all(spec(path, 2))
+    assert sum(u.size for u in units) == 3
+    rows = pa.concat_tables(tables).to_pylist()
+    assert [r["caption"] for r in rows] == ["two\nlines", "plain", "a, b"]
+    assert [r[ROW] for r in rows] == [0, 1, 2]
