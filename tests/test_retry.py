@@ -67,8 +67,10 @@ def _ledger(run) -> pa.Table:
 
 def test_retry_failed_reattempts_only_transient_failures(tmp_path, flaky_server, ray_session):
     base = f"http://127.0.0.1:{flaky_server.server_address[1]}"
-    urls = [f"{base}/ok/{i}.jpg" for i in range(6)] + [f"{base}/flaky/{i}.jpg" for i in range(5)] + [f"{base}/missing/{i}.jpg" for i in range(3)]
-    pq.write_table(pa.table({"url": urls, "caption": [f"a photo of thing number {i}" for i in range(len(urls))]}), tmp_path / "in.parquet")
+    urls = [f"{base}/ok/{i}.jpg" for i in range(6)] + [f"{base}/flaky/{i}.jpg" for i in range(5)]
+    urls += [f"{base}/missing/{i}.jpg" for i in range(3)]
+    captions = [f"a photo of thing number {i}" for i in range(len(urls))]
+    pq.write_table(pa.table({"url": urls, "caption": captions}), tmp_path / "in.parquet")
     spec = {
         "name": "retry",
         "input": {"path": str(tmp_path / "in.parquet"), "rows_per_unit": 4},
