@@ -206,3 +206,17 @@ def test_fingerprint() -> None:
     assert fingerprint(["resources.cpus=3"]) == reference
     # an explicit default equals the default
     assert fingerprint(["stages.0.min_chars=5"]) == reference
+
+
+def test_stage_reading_a_column_nothing_writes() -> None:
+    err = error_of(base(stages=[{"stage": "laion_caption"}, {"stage": "image_checks", "min_side": 10}]))
+    assert err.key == "stages[1]"
+    assert err.problem == "image_checks reads 'orig_width', which no earlier stage writes"
+    assert err.fix == "add download before it"
+
+
+def test_kept_source_columns_count_as_written() -> None:
+    spec = base(stages=[{"stage": "image_checks"}])
+    spec["input"]["keep_columns"] = ["orig_width", "orig_height", "orig_bytes"]
+    _, stages = load_spec(spec)
+    assert [s.kind for s in stages] == ["image_checks"]

@@ -26,7 +26,7 @@ from curate.errors import UserError
 from curate.io.readers import Unit, read_unit
 from curate.io.writers import PartRecord, write_unit_part
 from curate.schema import ROW, UNIT
-from curate.stages.base import GlobalFilter, Stage
+from curate.stages.base import GlobalFilter, Resources, Stage
 
 # Per-process cache of set-up stages, so ``setup()`` runs once per worker, not per block.
 _READY: dict[str, Stage] = {}
@@ -79,6 +79,10 @@ def _write_block(block: pa.Table, tmp_root: str, samples_per_shard: int, image_e
     return pa.Table.from_pylist(records)
 
 
+def _memory(resources: Resources) -> dict:
+    return {"memory": resources.memory_mb * 1024 * 1024} if resources.memory_mb else {}
+
+
 class Executor:
     """Builds and runs the Ray Data plan for a list of stages."""
 
@@ -99,10 +103,11 @@ class Executor:
             if resources.gpus > 0:
                 ds = ds.map_batches(_StageActor, fn_constructor_args=(stage,), batch_size=resources.batch_size,
                                     batch_format="pyarrow", num_gpus=resources.gpus, num_cpus=resources.cpus,
+                                    **_memory(resources),
                                     compute=ray.data.ActorPoolStrategy(min_size=1))
             else:
                 ds = ds.map_batches(_stage_block, batch_size=resources.batch_size, batch_format="pyarrow",
-                                    num_cpus=resources.cpus, zero_copy_batch=True,
+                                    num_cpus=resources.cpus, zero_copy_batch=True, **_memory(resources),
                                     fn_kwargs={"stage": stage, "token": f"{self.run_token}:{index}"})
         return ds
 
