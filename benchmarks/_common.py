@@ -167,3 +167,40 @@ def timed_run(cmd: list[str], **kwargs) -> tuple[float, subprocess.CompletedProc
     start = time.perf_counter()
     done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, **kwargs)
     return time.perf_counter() - start, done
+
+
+class CpuMeter:
+    """System-wide CPU use over a section, from /proc/stat: how busy the machine was
+    (``busy_frac`` 1.0 = every core busy the whole time), to tell a CPU-bound run from one
+    that waits, and a disturbed one (foreign load) from a clean one."""
+
+    def __enter__(self):
+        self.start = _proc_stat()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t0
+        end = _proc_stat()
+        delta = [b - a for a, b in zip(self.start, end, strict=True)]
+        total = sum(delta[:8]) or 1
+        idle = delta[3] + delta[4]
+        self.busy_frac = round(1 - idle / total, 3)
+        self.steal_frac = round(delta[7] / total, 3)
+
+    def summary(self) -> dict:
+        return {"cpu_busy_frac": self.busy_frac, "cpu_steal_frac": self.steal_frac}
+
+
+def _proc_stat() -> list[int]:
+    try:
+        with open("/proc/stat") as handle:
+            return [int(x) for x in handle.readline().split()[1:11]]
+    except OSError:
+        return [0] * 10
+
+
+def machine() -> dict:
+    import platform
+
+    return {"cpus": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2), "python": platform.python_version()}

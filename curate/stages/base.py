@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 
@@ -49,6 +50,33 @@ class Decision:
     keep: pa.BooleanArray
     reason: pa.Array
     detail: pa.Array | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One reason to drop a row: where ``fails`` is true, the row is dropped with ``reason``
+    and the detail ``<label>=<value>``."""
+
+    fails: pa.Array | pa.ChunkedArray
+    reason: str
+    label: str
+    value: pa.Array | pa.ChunkedArray
+
+
+def first_failure(rules: list[Rule]) -> Decision:
+    """Vectorised decision from ordered rules: each row is dropped for the first rule it fails."""
+    conditions = pc.make_struct(*[pc.fill_null(rule.fails, False) for rule in rules])
+    null = pa.scalar(None, pa.string())
+    reason = pc.case_when(conditions, *[rule.reason for rule in rules], null)
+    detail = pc.case_when(
+        conditions, *[pc.binary_join_element_wise(f"{r.label}=", pc.cast(r.value, pa.string()), "") for r in rules], null
+    )
+    reason, detail = _combined(reason), _combined(detail)
+    return Decision(keep=pc.is_null(reason), reason=reason, detail=detail)
+
+
+def _combined(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 class Stage(ABC):

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from curate.stages.base import Decision, Filter, StageParams, append_columns
+from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
 from curate.stages.registry import register
 
 
@@ -43,24 +43,12 @@ class ImageChecksFilter(Filter):
     def decide(self, scored: pa.Table) -> Decision:
         p = self.params
         short_side = pc.min_element_wise(scored.column("orig_width"), scored.column("orig_height"))
-        too_small = pc.less(short_side, p.min_side)
-        too_wide = pc.greater(scored.column("aspect_ratio"), p.max_aspect_ratio or float("inf"))
-        too_light = pc.less(scored.column("orig_bytes"), p.min_bytes)
-        reason = pc.case_when(
-            pc.make_struct(too_small, too_wide, too_light),
-            "image_too_small",
-            "aspect_ratio_too_large",
-            "image_bytes_too_small",
-            pa.scalar(None, pa.string()),
-        )
-        detail = pc.case_when(
-            pc.make_struct(too_small, too_wide, too_light),
-            pc.binary_join_element_wise("short_side=", pc.cast(short_side, pa.string()), ""),
-            pc.binary_join_element_wise("aspect_ratio=", pc.cast(scored.column("aspect_ratio"), pa.string()), ""),
-            pc.binary_join_element_wise("bytes=", pc.cast(scored.column("orig_bytes"), pa.string()), ""),
-            pa.scalar(None, pa.string()),
-        )
-        return Decision(keep=pc.is_null(reason).combine_chunks(), reason=reason.combine_chunks(), detail=detail.combine_chunks())
+        aspect, size = scored.column("aspect_ratio"), scored.column("orig_bytes")
+        return first_failure([
+            Rule(pc.less(short_side, p.min_side), "image_too_small", "short_side", short_side),
+            Rule(pc.greater(aspect, p.max_aspect_ratio or float("inf")), "aspect_ratio_too_large", "aspect_ratio", aspect),
+            Rule(pc.less(size, p.min_bytes), "image_bytes_too_small", "bytes", size),
+        ])
 
 
 class DataCompImageParams(ImageChecksParams):

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.schema import CAPTION
-from curate.stages.base import Decision, Filter, StageParams, append_columns
+from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
 from curate.stages.registry import register
 
 
@@ -45,15 +45,11 @@ class CaptionRulesFilter(Filter):
         return append_columns(batch, {"caption_chars": chars, "caption_words": words})
 
     def decide(self, scored: pa.Table) -> Decision:
-        short = pc.less(scored.column("caption_chars"), self.params.min_chars)
-        few_words = pc.less(scored.column("caption_words"), self.params.min_words)
-        reason = pc.if_else(short, "caption_too_short", pc.if_else(few_words, "caption_too_few_words", None))
-        detail = pc.if_else(
-            short,
-            pc.binary_join_element_wise("chars=", pc.cast(scored.column("caption_chars"), pa.string()), ""),
-            pc.binary_join_element_wise("words=", pc.cast(scored.column("caption_words"), pa.string()), ""),
-        )
-        return Decision(keep=pc.is_null(reason).combine_chunks(), reason=reason.combine_chunks(), detail=detail.combine_chunks())
+        chars, words = scored.column("caption_chars"), scored.column("caption_words")
+        return first_failure([
+            Rule(pc.less(chars, self.params.min_chars), "caption_too_short", "chars", chars),
+            Rule(pc.less(words, self.params.min_words), "caption_too_few_words", "words", words),
+        ])
 
 
 class LaionCaptionParams(CaptionRulesParams):
