@@ -80,16 +80,19 @@ def round_sig(value: float, digits: int = 4) -> float:
 class TreeSampler:
     """Samples the RSS of a process and all its descendants every ``interval`` seconds."""
 
-    def __init__(self, pid: int, interval: float = 0.2):
+    def __init__(self, pid: int, interval: float = 0.2, pss_every: int = 5):
         import psutil
 
         self.root = psutil.Process(pid)
         self.interval = interval
+        self.pss_every = pss_every  # PSS (shared pages split between sharers) every n-th sample: it costs more
         self.peak_total = 0
         self.peak_root = 0
         self.peak_processes = 0
-        self.peak_breakdown: dict[str, int] = {}
+        self.peak_breakdown: dict[str, list[int]] = {}
+        self.peak_pss_total = 0
         self.samples = 0
+        self.timeline: list[tuple[float, int]] = []  # (seconds since start, total RSS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -104,23 +107,35 @@ class TreeSampler:
     def _loop(self) -> None:
         import psutil
 
+        start = time.perf_counter()
+        labels: dict[int, str] = {}
         while not self._stop.is_set():
             try:
                 procs = [self.root, *self.root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 return
-            total, root_rss, breakdown = 0, 0, {}
+            with_pss = self.pss_every and self.samples % self.pss_every == 0
+            total, root_rss, pss_total, breakdown = 0, 0, 0, {}
             for proc in procs:
                 try:
-                    rss = proc.memory_info().rss
-                    name = _label(proc)
+                    if with_pss:
+                        info = proc.memory_full_info()
+                        rss, pss_total = info.rss, pss_total + info.pss
+                    else:
+                        rss = proc.memory_info().rss
+                    if proc.pid not in labels:
+                        labels[proc.pid] = _label(proc)
+                    name = labels[proc.pid]
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
                 total += rss
-                breakdown[name] = breakdown.get(name, 0) + rss
+                entry = breakdown.setdefault(name, [0, 0, 0])  # processes, total RSS, largest RSS
+                entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + rss, max(entry[2], rss)
                 if proc.pid == self.root.pid:
                     root_rss = rss
             self.samples += 1
+            self.peak_pss_total = max(self.peak_pss_total, pss_total)
+            self.timeline.append((round(time.perf_counter() - start, 1), total))
             self.peak_root = max(self.peak_root, root_rss)
             if total > self.peak_total:
                 self.peak_total, self.peak_breakdown, self.peak_processes = total, breakdown, len(procs)
@@ -128,17 +143,22 @@ class TreeSampler:
 
 
 def _label(proc) -> str:
+    """A process's role: ``ray_worker``, ``raylet``, ``gcs_server``, ``dashboard``... or its name."""
     try:
         cmd = proc.cmdline()
+        name = proc.name()
     except Exception:  # noqa: BLE001
-        cmd = []
-    text = " ".join(cmd)
-    for key in ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py", "runtime_env", "default_worker"):
-        if key in text:
+        cmd, name = [], "?"
+    head = cmd[0] if cmd else name
+    if head.startswith("ray::") or name.startswith("ray::") or any("default_worker.py" in c for c in cmd[:3]):
+        return "ray_agent" if head.endswith("Agent") else "ray_worker"
+    for key in ("raylet", "gcs_server"):
+        if os.path.basename(head) == key:
             return key
-    if "ray::" in proc.name() or "ray::" in text:
-        return "default_worker"
-    return proc.name()
+    for key in ("dashboard/agent.py", "dashboard.py", "log_monitor.py", "monitor.py", "runtime_env/agent"):
+        if any(key in c for c in cmd[:3]):
+            return key.removesuffix(".py").replace("/", "_")
+    return name
 
 
 def start_file_server(directory: Path) -> tuple[subprocess.Popen, str]:
@@ -204,3 +224,30 @@ def machine() -> dict:
     import platform
 
     return {"cpus": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2), "python": platform.python_version()}
+
+
+def tree_cpu_times(pid: int | None = None) -> dict[str, float]:
+    """CPU seconds (user+system) so far of a process and its descendants, by role
+    (driver = the process itself, workers = Ray workers, ray_system = raylet, GCS, ...)."""
+    import psutil
+
+    root = psutil.Process(pid or os.getpid())
+    out = {"driver": 0.0, "workers": 0.0, "ray_system": 0.0}
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            label = _label(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        busy = times.user + times.system
+        if proc.pid == root.pid:
+            out["driver"] += busy
+        elif label == "ray_worker":
+            out["workers"] += busy
+        else:
+            out["ray_system"] += busy
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {f"{k}_cpu_s": round(after[k] - before.get(k, 0.0), 2) for k in after}

@@ -3,6 +3,7 @@ does not share a GIL with the client being measured. Prints its base URL on stdo
 serves until terminated. The query string is ignored (``a.jpg?i=7`` serves ``a.jpg``), so
 one photo can stand behind many distinct URLs."""
 
+import contextlib
 import functools
 import sys
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -23,10 +24,8 @@ class Handler(SimpleHTTPRequestHandler):
 def main() -> None:
     server = Server(("127.0.0.1", 0), functools.partial(Handler, directory=sys.argv[1]))
     print(f"http://127.0.0.1:{server.server_address[1]}/", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ renames them into place only when the whole unit is accounted for (see
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, INTERNAL, ROW, UID, UNIT, URL
 
@@ -25,7 +26,9 @@ REJECTS_SCHEMA = pa.schema(
     [("uid", pa.string()), ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
      ("url", pa.string()), ("unit", pa.int32()), ("row", pa.int32())]
 )
-_MTIME = 0.0  # fixed member mtime: identical inputs give byte-identical shards
+# Fixed member mtime: identical inputs give byte-identical shards. An int: a float mtime makes
+# tarfile add a PAX header to every member (tars twice the size, writing ~1.7x slower).
+_MTIME = 0
 
 
 @dataclass
@@ -104,17 +107,26 @@ def _write_shard(chunk: pa.Table, tmp_root: Path, name: str, image_ext: str) -> 
     tar_path = tmp_root / tar_rel
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     partial = tar_path.with_suffix(".tar.partial")
-    with open(partial, "wb") as handle:
-        writer = wds.TarWriter(handle, mtime=_MTIME)
+    with open(partial, "wb") as handle, tarfile.open(fileobj=handle, mode="w|") as tar:
         for record, image in zip(records, images, strict=True):
-            sample = {"__key__": record[UID], "txt": record.get(CAPTION) or "", "json": record}
+            sample = {"txt": (record.get(CAPTION) or "").encode("utf-8"), "json": json.dumps(record).encode("utf-8")}
             if image is not None:
                 sample[image_ext] = image
-            writer.write(sample)
-        writer.close()
+            _add_sample(tar, record[UID], sample)
     os.replace(partial, tar_path)
     _atomic_parquet(meta, tmp_root / parquet_rel)
     return [tar_rel, parquet_rel]
+
+
+def _add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> None:
+    """One WebDataset sample, byte for byte as ``webdataset.TarWriter(mtime=_MTIME)`` writes it
+    (members ``<key>.<ext>`` in sorted order, mode 0444, owner ``bigdata``), without importing
+    webdataset: its package import loads torch (~1.2 s and ~600 MB RSS in every writing process)."""
+    for ext in sorted(members):
+        data = members[ext]
+        info = tarfile.TarInfo(f"{key}.{ext}")
+        info.size, info.mtime, info.mode, info.uname, info.gname = len(data), _MTIME, 0o444, "bigdata", "bigdata"
+        tar.addfile(info, io.BytesIO(data))
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
