@@ -43,8 +43,6 @@ def _args(argv=None) -> argparse.Namespace:
     parser.add_argument("--row-group-size", type=int, default=None, help="parquet row group size (default: rows per unit)")
     parser.add_argument("--cpus", type=int, nargs="+", default=[1, 2], help="CPU counts to compare (first is the baseline)")
     parser.add_argument("--cold", action="store_true", help="also time a first run on cold workers")
-    parser.add_argument("--no-reservation", action="store_true",
-                        help="diagnostic: set Ray Data's DataContext.op_resource_reservation_enabled=False first")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, default=None, help=argparse.SUPPRESS)
@@ -73,10 +71,6 @@ def _child(args) -> None:
     t0 = time.perf_counter()
     ray.init(num_cpus=args.child, include_dashboard=False, logging_level=logging.WARNING)
     result = {"cpus": args.child, "ray_init_s": round(time.perf_counter() - t0, 2)}
-    if args.no_reservation:
-        from ray.data import DataContext
-
-        DataContext.get_current().op_resource_reservation_enabled = False
     try:
         if args.cold:
             start = time.perf_counter()
@@ -126,8 +120,6 @@ def main() -> None:
                    "--rows-per-unit", str(args.rows_per_unit), "--samples-per-shard", str(args.samples_per_shard)]
             if args.cold:
                 cmd.append("--cold")
-            if args.no_reservation:
-                cmd.append("--no-reservation")
             C.log("$", " ".join(cmd))
             done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
                                   env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
@@ -148,7 +140,7 @@ def main() -> None:
         "rows_per_unit": args.rows_per_unit,
         "samples_per_shard": args.samples_per_shard,
         "parquet_row_group_rows": row_group,
-        "ray_data_op_resource_reservation": not args.no_reservation,
+        "ray_data_op_resource_reservation": "off: the engine disables it for plans without GPU stages",
         "runs": runs,
         f"ratio_{best['cpus']}cpu_vs_{base['cpus']}cpu": round(ratio, 2),
         "efficiency_per_cpu": round(ratio / (best["cpus"] / base["cpus"]), 2),

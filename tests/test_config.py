@@ -111,7 +111,7 @@ def test_unknown_stage_lists_valid_stages() -> None:
 ])
 def test_unknown_stage_param(entry) -> None:
     err = error_of(base(stages=[entry]))
-    assert str(err) == "<dict>: stages[0].min_charz: unknown key (valid: min_chars, min_words)"
+    assert str(err) == "<dict>: stages[0].min_charz: unknown key (valid: min_chars)"
 
 
 def test_unknown_param_of_a_stage_without_params() -> None:

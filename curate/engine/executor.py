@@ -93,7 +93,12 @@ class Executor:
 
     def _dataset(self, units: list[Unit], stages: list[Stage], only_rows: dict[int, list[int]] | None = None):
         import ray
+        from ray.data import DataContext
 
+        # Ray Data reserves resources per operator so that actor pools (GPU stages) are not
+        # starved; a plan of tasks only gains nothing from it and loses ~20% of its CPU slots
+        # to the gaps it leaves (benchmarks/parallel_efficiency.py --no-reservation).
+        DataContext.get_current().op_resource_reservation_enabled = any(s.resources.gpus > 0 for s in stages)
         items = [{"unit": json.dumps(asdict(u))} for u in units]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         ds = ds.map_batches(_read_block, batch_size=1, batch_format="pyarrow", zero_copy_batch=True,

@@ -36,32 +36,40 @@ class CaptionRulesFilter(Filter):
 
     def process(self, batch: pa.Table) -> pa.Table:
         captions = pc.fill_null(batch.column(CAPTION), "")
-        chars = pc.cast(pc.utf8_length(captions), pa.int32())
-        # Arrow's split yields empty strings for leading/trailing whitespace and [""] for an
-        # empty string: trim first and count an empty caption as zero words.
-        trimmed = pc.utf8_trim_whitespace(captions)
-        words = pc.if_else(pc.equal(trimmed, ""), 0, pc.list_value_length(pc.utf8_split_whitespace(trimmed)))
-        words = pc.cast(words, pa.int32())
-        return append_columns(batch, {"caption_chars": chars, "caption_words": words})
+        scores = {"caption_chars": pc.cast(pc.utf8_length(captions), pa.int32())}
+        if "caption_words" in self.writes:
+            scores["caption_words"] = _word_counts(captions)
+        return append_columns(batch, scores)
 
     def decide(self, scored: pa.Table) -> Decision:
-        chars, words = scored.column("caption_chars"), scored.column("caption_words")
-        return first_failure([
-            Rule(pc.less(chars, self.params.min_chars), "caption_too_short", "chars", chars),
-            Rule(pc.less(words, self.params.min_words), "caption_too_few_words", "words", words),
-        ])
+        chars = scored.column("caption_chars")
+        rules = [Rule(pc.less(chars, self.params.min_chars), "caption_too_short", "chars", chars)]
+        if "caption_words" in self.writes:
+            words = scored.column("caption_words")
+            rules.append(Rule(pc.less(words, self.params.min_words), "caption_too_few_words", "words", words))
+        return first_failure(rules)
 
 
-class LaionCaptionParams(CaptionRulesParams):
+def _word_counts(captions: pa.ChunkedArray) -> pa.Array:
+    """Whitespace-separated words, as ``len(caption.split())``. Arrow's split yields empty
+    strings for leading/trailing whitespace and [""] for "": trim first, count "" as 0."""
+    trimmed = pc.utf8_trim_whitespace(captions)
+    words = pc.if_else(pc.equal(trimmed, ""), 0, pc.list_value_length(pc.utf8_split_whitespace(trimmed)))
+    return pc.cast(words, pa.int32())
+
+
+class LaionCaptionParams(StageParams):
     min_chars: int = Field(5, ge=0, description="LAION-5B: at least 5 characters")
 
 
 @register
 class LaionCaptionFilter(CaptionRulesFilter):
-    """LAION-5B's alt-text rule: at least 5 characters (Schuhmann et al. 2022, §3.2)."""
+    """LAION-5B's alt-text rule: at least 5 characters (Schuhmann et al. 2022, §3.2); only the
+    character count is scored."""
 
     kind = "laion_caption"
     Params = LaionCaptionParams
+    writes = ("caption_chars",)
 
 
 class DataCompCaptionParams(CaptionRulesParams):

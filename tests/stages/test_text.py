@@ -33,13 +33,15 @@ def datacomp() -> DataCompCaptionFilter:
 
 
 def test_defaults_are_the_papers_thresholds() -> None:
-    assert (LaionCaptionParams().min_chars, LaionCaptionParams().min_words) == (5, 0)
+    assert LaionCaptionParams().model_dump() == {"min_chars": 5}
     assert (DataCompCaptionParams().min_chars, DataCompCaptionParams().min_words) == (6, 3)
     assert (laion().kind, datacomp().kind, laion().name) == ("laion_caption", "datacomp_caption", "laion_caption")
 
 
 def test_score_columns() -> None:
-    scored, _ = run(laion(), ["a cat", "", None, "  two  words  ", "café au lait"])
+    captions = ["a cat", "", None, "  two  words  ", "café au lait"]
+    assert run(laion(), captions)[0].column_names == ["uid", "caption", "caption_chars"]  # LAION scores characters only
+    scored, _ = run(datacomp(), captions)
     assert scored.schema.field("caption_chars").type == pa.int32()
     assert scored.schema.field("caption_words").type == pa.int32()
     assert scored.column("caption_chars").to_pylist() == [5, 0, 0, 14, 12]
