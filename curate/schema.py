@@ -57,8 +57,28 @@ def compute_uids(urls: pa.Array, captions: pa.Array, source: str = "", first_row
     return pa.array(uids, pa.string())
 
 
-def uids_to_datacomp(uids: list[str]) -> np.ndarray:
+_HEX_VALUE = np.zeros(256, np.uint64)
+_HEX_VALUE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint64)
+_HEX_VALUE[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint64)
+
+
+def uids_to_pairs(uids: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
+    """Unsorted ``np.dtype("u8,u8")`` pairs (high, low 64 bits) of 32-hex uids, vectorised."""
+    fixed = pc.cast(pa.chunked_array([uids]) if isinstance(uids, list) else uids, pa.binary(32))
+    fixed = fixed.combine_chunks() if isinstance(fixed, pa.ChunkedArray) else fixed
+    nibbles = _HEX_VALUE[np.frombuffer(fixed.buffers()[1], np.uint8, count=32 * len(fixed), offset=32 * fixed.offset)]
+    nibbles = nibbles.reshape(len(fixed), 32)
+    pairs = np.zeros(len(fixed), np.dtype("u8,u8"))
+    for half, field in ((nibbles[:, :16], "f0"), (nibbles[:, 16:], "f1")):
+        value = np.zeros(len(fixed), np.uint64)
+        for column in range(16):
+            value = (value << np.uint64(4)) | half[:, column]
+        pairs[field] = value
+    return pairs
+
+
+def uids_to_datacomp(uids: pa.Array | pa.ChunkedArray | list[str] | np.ndarray) -> np.ndarray:
     """Sorted ``np.dtype("u8,u8")`` array, the layout DataComp's ``--uids`` files use."""
-    pairs = np.array([(int(u[:16], 16), int(u[16:32], 16)) for u in uids], np.dtype("u8,u8"))
+    pairs = uids if isinstance(uids, np.ndarray) else uids_to_pairs(uids)
     pairs.sort(order=["f0", "f1"])
     return pairs

@@ -23,7 +23,7 @@ import yaml
 
 from curate.config import PipelineSpec
 from curate.errors import UserError
-from curate.schema import uids_to_datacomp
+from curate.schema import uids_to_datacomp, uids_to_pairs
 
 _VERSIONED = ("curate", "ray", "pyarrow", "img2dataset", "webdataset", "open_clip_torch", "torch")
 
@@ -135,19 +135,15 @@ class RunDir:
 
     # -- outputs ----------------------------------------------------------------------------
 
-    def kept_uids(self) -> list[str]:
-        uids: list[str] = []
-        for path in sorted(self.shards.glob("*.parquet")):
-            uids.extend(pq.read_table(path, columns=["uid"]).column("uid").to_pylist())
-        return uids
-
     def write_uids(self) -> int:
-        """``uids.npy``: sorted kept uids in DataComp's ``u8,u8`` layout."""
-        uids = self.kept_uids()
+        """``uids.npy``: sorted kept uids in DataComp's ``u8,u8`` layout (16 bytes a uid in
+        memory, shard by shard; no Python string per uid)."""
+        parts = [uids_to_pairs(pq.read_table(p, columns=["uid"]).column("uid")) for p in sorted(self.shards.glob("*.parquet"))]
+        pairs = uids_to_datacomp(np.concatenate(parts) if parts else np.zeros(0, np.dtype("u8,u8")))
         with open(self.root / "uids.npy.partial", "wb") as handle:
-            np.save(handle, uids_to_datacomp(uids))
+            np.save(handle, pairs)
         os.replace(self.root / "uids.npy.partial", self.root / "uids.npy")
-        return len(uids)
+        return len(pairs)
 
 
 def _unit_of(name: str) -> int | None:
