@@ -21,11 +21,15 @@ reason) and ``download_error`` (the message). Reasons: ``http_<code>``, ``timeou
 from __future__ import annotations
 
 import http.client
+import importlib
+import importlib.util
 import io
 import os
 import re
 import socket
+import sys
 import time
+import types
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -107,7 +111,7 @@ class DownloadStage(Filter):
         return Resources(cpus=1.0)
 
     def setup(self) -> None:
-        from img2dataset.resizer import Resizer
+        Resizer = img2dataset_module("resizer").Resizer  # noqa: N806
 
         out = self.image_output
         self._resizer = Resizer(
@@ -210,7 +214,7 @@ class DownloadStage(Filter):
             return Fetched(None, _snake(type(err).__name__), str(err))
 
     def _disallowed(self, headers) -> bool:
-        from img2dataset.downloader import is_disallowed
+        is_disallowed = img2dataset_module("downloader").is_disallowed
 
         directives = {d.strip().lower() for d in self.params.disallowed_header_directives}
         if not directives:
@@ -257,6 +261,23 @@ class DownloadStage(Filter):
                 cols["width"][index], cols["height"][index] = width, height
                 cols["orig_width"][index], cols["orig_height"][index] = orig_width, orig_height
         cols["download_status"][index], cols["download_error"][index] = reason, error
+
+
+def img2dataset_module(name: str) -> types.ModuleType:
+    """``img2dataset.<name>`` without running the package ``__init__``: that imports its CLI and,
+    through webdataset, torch (2.4 s and ~600 MB in every download worker, against 0.9 s and
+    170 MB for the resizer and downloader modules alone)."""
+    qualified = f"img2dataset.{name}"
+    if qualified in sys.modules or "img2dataset" in sys.modules:
+        return importlib.import_module(qualified)
+    spec = importlib.util.find_spec("img2dataset")
+    package = types.ModuleType("img2dataset")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["img2dataset"] = package
+    try:
+        return importlib.import_module(qualified)
+    finally:
+        del sys.modules["img2dataset"]  # a later `import img2dataset` runs the real package
 
 
 def _probe(body: bytes, max_pixels: int) -> tuple[str | None, str | None]:
