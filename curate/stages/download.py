@@ -50,7 +50,9 @@ from curate.stages.registry import register
 
 DEFAULT_DISALLOWED = ("noai", "noimageai", "noindex", "noimageindex")  # img2dataset's defaults
 _USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0"
-_TRANSIENT = re.compile(r"^(timeout|connection_reset|http_5\d\d|http_429)$")
+#: Failure reasons worth another attempt later (a regular expression over reasons).
+TRANSIENT_REASONS = r"^(timeout|connection_reset|http_5\d\d|http_429)$"
+_TRANSIENT = re.compile(TRANSIENT_REASONS)
 _ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")
 
 

@@ -1,0 +1,79 @@
+"""From part records to unit commits: a unit is committed once its parts account for all its
+rows (kept + dropped == input), which makes conservation both the resume rule and a check."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from curate.config import PipelineSpec
+from curate.engine.executor import Executor
+from curate.engine.rundir import RunDir
+from curate.io.readers import Unit
+from curate.io.writers import PartRecord
+
+#: Called with a unit and all its parts once they account for every expected row.
+Finish = Callable[[int, list[PartRecord]], None]
+
+
+class UnitTracker:
+    """Collects part records; calls ``finish`` once a unit's parts account for all its rows."""
+
+    def __init__(self, expected: dict[int, int], finish: Finish, on_rows: Callable[[int], None]):
+        self.expected, self.finish, self.on_rows = expected, finish, on_rows
+        self.parts: dict[int, dict[int, PartRecord]] = defaultdict(dict)
+        self.committed = 0
+
+    def __call__(self, record: PartRecord) -> None:
+        parts = self.parts[record.unit]
+        if record.row0 in parts:  # a re-executed task reporting again
+            return
+        parts[record.row0] = record
+        self.on_rows(record.rows)
+        seen = sum(p.rows for p in parts.values())
+        if seen > self.expected[record.unit]:
+            raise RuntimeError(f"unit {record.unit}: {seen} rows reported for {self.expected[record.unit]}")
+        if seen == self.expected[record.unit]:
+            self.finish(record.unit, list(parts.values()))
+            self.committed += 1
+            del self.parts[record.unit]
+
+
+def unit_stats(unit: int, rows: int, parts: list[PartRecord]) -> dict:
+    """The unit's counters (its completion marker): rows in, kept, drops by stage and reason."""
+    drops: dict[str, Counter] = {}
+    for part in parts:
+        for stage, reasons in part.drops.items():
+            drops.setdefault(stage, Counter()).update(reasons)
+    return {"unit": unit, "rows": rows, "kept": sum(p.kept for p in parts), "drops": {s: dict(c) for s, c in drops.items()}}
+
+
+def stream_units(executor: Executor, run: RunDir, units: list[Unit], expected: dict[int, int], spec: PipelineSpec,
+                 console: Console, description: str, finish: Finish,
+                 only_rows: dict[int, list[int]] | None = None, tag: str = "") -> None:
+    """Run ``units`` through the pipeline with a progress bar; every unit must finish."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+    with progress:
+        task = progress.add_task(description, total=sum(expected.values()))
+        tracker = UnitTracker(expected, finish, lambda rows: progress.advance(task, rows))
+        executor.run(units, run.tmp, spec.output.samples_per_shard, spec.output.image_format, tracker,
+                     only_rows=only_rows, tag=tag)
+    if tracker.committed != len(units):
+        raise RuntimeError(f"{len(units) - tracker.committed} units did not complete")
+
+
+def run_pending(executor: Executor, run: RunDir, pending: list[Unit], spec: PipelineSpec, console: Console) -> int:
+    """Process the units without a completion marker; returns how many ran."""
+    if not pending:
+        return 0
+    sizes = {u.index: u.size for u in pending}
+
+    def finish(unit: int, parts: list[PartRecord]) -> None:
+        run.commit(unit, [f for p in parts for f in p.files], unit_stats(unit, sizes[unit], parts))
+
+    stream_units(executor, run, pending, sizes, spec, console, f"{spec.name}: {len(pending)} units", finish)
+    return len(pending)
