@@ -36,6 +36,8 @@ class InputSpec(_Strict):
     url_column: str = "url"
     caption_column: str = "caption"
     keep_columns: list[str] = Field(default_factory=list)
+    uid_column: str | None = Field(
+        None, description="take uids from this column (32 hex chars, e.g. DataComp's 'uid') instead of hashing")
     rows_per_unit: int = Field(10_000, gt=0)
     serve: str | None = Field(None, description="serve this directory on loopback HTTP; relative URLs resolve to it")
     synth: SynthSpec | None = None

@@ -109,7 +109,8 @@ def plan_units(spec: InputSpec) -> list[Unit]:
 
 
 def _required_columns(spec: InputSpec) -> list[str]:
-    return list(dict.fromkeys([spec.url_column, spec.caption_column, *spec.keep_columns]))
+    uid = [spec.uid_column] if spec.uid_column else []
+    return list(dict.fromkeys([spec.url_column, spec.caption_column, *uid, *spec.keep_columns]))
 
 
 def _check_columns(path: str, available: list[str], spec: InputSpec) -> None:
@@ -260,7 +261,7 @@ def read_unit(unit: Unit, spec: InputSpec) -> pa.Table:
 def _with_bookkeeping(table: pa.Table, unit: Unit, spec: InputSpec, bad: dict[int, tuple[str, str]]) -> pa.Table:
     urls = pc.cast(table.column(spec.url_column), pa.string())
     captions = pc.cast(table.column(spec.caption_column), pa.string())
-    columns = {UID: compute_uids(urls, captions, os.path.basename(unit.path), unit.start), URL: urls, CAPTION: captions}
+    columns = {UID: _uids(table, urls, captions, unit, spec, bad), URL: urls, CAPTION: captions}
     for name in [*spec.keep_columns, *(["jpg"] if "jpg" in table.column_names else [])]:
         if name not in columns:
             columns[name] = table.column(name)
@@ -274,6 +275,20 @@ def _with_bookkeeping(table: pa.Table, unit: Unit, spec: InputSpec, bad: dict[in
     columns[DROP_REASON] = pa.array(reason, pa.string())
     columns[DROP_DETAIL] = pa.array(detail, pa.string())
     return pa.table(columns)
+
+
+def _uids(table: pa.Table, urls: pa.Array, captions: pa.Array, unit: Unit, spec: InputSpec,
+          bad: dict[int, tuple[str, str]]) -> pa.Array:
+    """Hashed uids, or the input's own (``input.uid_column``); a malformed one is a ledger row."""
+    hashed = compute_uids(urls, captions, os.path.basename(unit.path), unit.start)
+    if not spec.uid_column:
+        return hashed
+    given = pc.utf8_lower(pc.cast(table.column(spec.uid_column), pa.string()))
+    valid = pc.fill_null(pc.match_substring_regex(given, r"^[0-9a-f]{32}$"), False)
+    for row in pc.indices_nonzero(pc.invert(valid)).to_pylist():
+        value = table.column(spec.uid_column)[row].as_py()
+        bad.setdefault(row, ("invalid_uid", f"{spec.uid_column}={value!r} is not 32 hex chars"))
+    return pc.if_else(valid, given, hashed).combine_chunks()
 
 
 def _read_parquet(unit: Unit, spec: InputSpec):
@@ -381,7 +396,8 @@ def _read_tar(unit: Unit, spec: InputSpec):
             if unit.start <= len(order) - 1 < unit.stop:
                 samples[key][ext] = tar.extractfile(member).read()
     bad: dict[int, tuple[str, str]] = {}
-    rows: dict[str, list] = {URL: [], CAPTION: [], "jpg": [], **{c: [] for c in spec.keep_columns}}
+    fields_from_json = [c for c in _required_columns(spec) if c not in (spec.url_column, spec.caption_column)]
+    rows: dict[str, list] = {URL: [], CAPTION: [], "jpg": [], **{c: [] for c in fields_from_json}}
     for row, key in enumerate(order[unit.start : unit.stop]):
         fields = samples[key]
         meta: dict = {}
@@ -394,12 +410,12 @@ def _read_tar(unit: Unit, spec: InputSpec):
         rows[URL].append(meta.get(spec.url_column, key))
         rows[CAPTION].append(caption)
         rows["jpg"].append(next((fields[e] for e in _IMAGE_EXTENSIONS if e in fields), None))
-        for name in spec.keep_columns:
+        for name in fields_from_json:
             rows[name].append(meta.get(name))
     table = pa.table(
         {URL: pa.array(rows[URL], pa.string()), CAPTION: pa.array(rows[CAPTION], pa.string())}
         | {"jpg": pa.array(rows["jpg"], pa.binary())}
-        | {c: pa.array(rows[c]) for c in spec.keep_columns}
+        | {c: pa.array(rows[c]) for c in fields_from_json}
     )
     names = [spec.url_column if c == URL else spec.caption_column if c == CAPTION else c for c in table.column_names]
     return table.rename_columns(names), bad

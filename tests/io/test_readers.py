@@ -345,3 +345,38 @@ def test_quoted_newlines_in_csv_values(tmp_path: Path) -> None:
     rows = pa.concat_tables(tables).to_pylist()
     assert [r["caption"] for r in rows] == ["two\nlines", "plain", "a, b"]
     assert [r[ROW] for r in rows] == [0, 1, 2]
+
+
+def test_uids_taken_from_the_input(tmp_path: Path) -> None:
+    """DataComp pools carry their own 32-hex uids: ``input.uid_column`` keeps them; a malformed
+    one is a ``read`` ledger row (with a hashed uid, so the row is still accounted for)."""
+    given = ["0123456789ABCDEF0123456789abcdef", "f" * 32, "not-a-uid", None]
+    path = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"url": [f"http://x/{i}" for i in range(4)], "caption": ["a b c"] * 4, "uid": given}), path)
+    table = read_all(spec(path, rows_per_unit=10, uid_column="uid"))[1][0]
+    uids = table.column(UID).to_pylist()
+    assert uids[:2] == ["0123456789abcdef0123456789abcdef", "f" * 32]
+    hashed = compute_uids(pa.array([f"http://x/{i}" for i in range(4)]), pa.array(["a b c"] * 4), "pool.parquet", 0)
+    assert uids[2:] == hashed.to_pylist()[2:]
+    assert table.column(DROP_STAGE).to_pylist() == [None, None, READ_STAGE, READ_STAGE]
+    assert table.column(DROP_REASON).to_pylist() == [None, None, "invalid_uid", "invalid_uid"]
+    assert table.column(DROP_DETAIL).to_pylist()[2:] == ["uid='not-a-uid' is not 32 hex chars", "uid=None is not 32 hex chars"]
+
+
+def test_uids_taken_from_webdataset_json(tmp_path: Path) -> None:
+    path = tmp_path / "in.tar"
+    with tarfile.open(path, "w") as tar:
+        for i, uid_value in enumerate(["a" * 32, "b" * 32]):
+            members = {"txt": b"a caption", "json": json.dumps({"url": f"http://x/{i}", "uid": uid_value}).encode()}
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{uid_value}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    table = read_all(spec(path, rows_per_unit=10, uid_column="uid"))[1][0]
+    assert table.column(UID).to_pylist() == ["a" * 32, "b" * 32]
+    assert table.column("url").to_pylist() == ["http://x/0", "http://x/1"]
+
+
+def test_uid_column_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="missing column 'uid'"):
+        plan_units(spec(write_parquet(tmp_path / "in.parquet"), uid_column="uid"))
