@@ -301,8 +301,18 @@ def _read_parquet(unit: Unit, spec: InputSpec):
                 first_row = offset
             groups.append(index)
         offset += rows
-    table = handle.read_row_groups(groups, columns=_required_columns(spec))
-    return table.slice(unit.start - first_row, unit.size), {}
+    # Stream the overlapping row groups and stop at the unit's end: a unit in the middle of a
+    # large row group decodes up to its last row, not the whole group.
+    batches, position = [], first_row
+    for batch in handle.iter_batches(batch_size=min(65_536, unit.size), row_groups=groups, columns=_required_columns(spec)):
+        if position + batch.num_rows > unit.start:
+            batches.append(batch)
+        position += batch.num_rows
+        if position >= unit.stop:
+            break
+    table = pa.Table.from_batches(batches)
+    skip = unit.start - (position - table.num_rows)
+    return table.slice(skip, unit.size), {}
 
 
 def _read_lines(unit: Unit) -> bytes:
