@@ -380,3 +380,13 @@ def test_uids_taken_from_webdataset_json(tmp_path: Path) -> None:
 def test_uid_column_must_exist(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="missing column 'uid'"):
         plan_units(spec(write_parquet(tmp_path / "in.parquet"), uid_column="uid"))
+
+
+@pytest.mark.parametrize("row_group_size", [1, 3, 7, 23])
+@pytest.mark.parametrize("rows_per_unit", [1, 4, 5, 23, 30])
+def test_parquet_units_across_row_groups(tmp_path: Path, row_group_size: int, rows_per_unit: int) -> None:
+    urls = [f"http://x/{i}" for i in range(23)]
+    pq.write_table(pa.table({"url": urls, "caption": ["c"] * 23}), tmp_path / "in.parquet", row_group_size=row_group_size)
+    units, tables = read_all(spec(tmp_path / "in.parquet", rows_per_unit=rows_per_unit))
+    assert [t.column("url").to_pylist() for t in tables] == [urls[u.start:u.stop] for u in units]
+    assert sum(t.num_rows for t in tables) == 23
