@@ -29,11 +29,15 @@ from curate.schema import ROW, UNIT
 from curate.stages.base import GlobalFilter, Resources, Stage
 
 # Per-process cache of set-up stages, so ``setup()`` runs once per worker, not per block.
+# Tokens are ``<run>:<stage>``; a worker reused by a later run drops the earlier run's stages.
 _READY: dict[str, Stage] = {}
 
 
 def _ready(stage: Stage, token: str) -> Stage:
     if token not in _READY:
+        run = token.split(":", 1)[0]
+        for stale in [t for t in _READY if t.split(":", 1)[0] != run]:
+            del _READY[stale]
         stage.setup()
         _READY[token] = stage
     return _READY[token]

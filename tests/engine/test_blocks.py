@@ -12,7 +12,7 @@ from curate.engine.blocks import apply_stage, split_alive
 from curate.schema import DROP_DETAIL, DROP_REASON, DROP_STAGE, ROW, UNIT
 from curate.stages.base import Decision, Filter, Stage, StageParams, append_columns
 from curate.stages.image import ImageChecksFilter, ImageChecksParams
-from curate.stages.text import LaionCaptionFilter, LaionCaptionParams
+from curate.stages.text import CaptionRulesFilter, CaptionRulesParams, LaionCaptionFilter, LaionCaptionParams
 
 
 def block(captions: list[str | None], dropped: dict[int, tuple[str, str, str]] | None = None) -> pa.Table:
@@ -146,3 +146,20 @@ def test_drop_without_reason_raises() -> None:
 def test_stage_that_loses_rows_raises() -> None:
     with pytest.raises(RuntimeError, match="returned 2 rows for 3"):
         apply_stage(LosesRows(StageParams()), block(["a", "b", "c"]))
+
+
+def test_stages_are_set_up_once_per_worker_and_forgotten_by_the_next_run() -> None:
+    from curate.engine import executor
+
+    class Counting(CaptionRulesFilter):
+        setups = 0
+
+        def setup(self) -> None:
+            Counting.setups += 1
+
+    stage = Counting(CaptionRulesParams(min_chars=1))
+    first = executor._ready(stage, "runA:0")
+    assert executor._ready(Counting(CaptionRulesParams()), "runA:0") is first  # cached: no second setup
+    assert Counting.setups == 1
+    executor._ready(Counting(CaptionRulesParams()), "runB:0")
+    assert Counting.setups == 2 and "runA:0" not in executor._READY
