@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -266,15 +267,20 @@ def _with_bookkeeping(table: pa.Table, unit: Unit, spec: InputSpec, bad: dict[in
         if name not in columns:
             columns[name] = table.column(name)
     n = table.num_rows
-    stage = [READ_STAGE if i in bad else None for i in range(n)] if bad else [None] * n
-    reason = [bad[i][0] if i in bad else None for i in range(n)] if bad else [None] * n
-    detail = [bad[i][1] if i in bad else None for i in range(n)] if bad else [None] * n
-    columns[UNIT] = pa.array([unit.index] * n, pa.int32())
-    columns[ROW] = pa.array(range(unit.start, unit.stop), pa.int32())
-    columns[DROP_STAGE] = pa.array(stage, pa.string())
-    columns[DROP_REASON] = pa.array(reason, pa.string())
-    columns[DROP_DETAIL] = pa.array(detail, pa.string())
+    columns[UNIT] = pa.array(np.full(n, unit.index, np.int32))
+    columns[ROW] = pa.array(np.arange(unit.start, unit.stop, dtype=np.int32))
+    columns[DROP_STAGE], columns[DROP_REASON], columns[DROP_DETAIL] = _read_drops(n, bad)
     return pa.table(columns)
+
+
+def _read_drops(n: int, bad: dict[int, tuple[str, str]]) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """The bookkeeping columns of a freshly read unit: rows in ``bad`` are dropped by ``read``."""
+    if not bad:
+        return pa.nulls(n, pa.string()), pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
+    stage = [READ_STAGE if i in bad else None for i in range(n)]
+    reason = [bad[i][0] if i in bad else None for i in range(n)]
+    detail = [bad[i][1] if i in bad else None for i in range(n)]
+    return pa.array(stage, pa.string()), pa.array(reason, pa.string()), pa.array(detail, pa.string())
 
 
 def _uids(table: pa.Table, urls: pa.Array, captions: pa.Array, unit: Unit, spec: InputSpec,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,10 +75,11 @@ def write_unit_part(part: pa.Table, tmp_root: Path, samples_per_shard: int, imag
 
 
 def _count_drops(dropped: pa.Table) -> dict[str, dict[str, int]]:
-    counts: dict[str, Counter] = {}
-    for stage, reason in zip(dropped.column(DROP_STAGE).to_pylist(), dropped.column(DROP_REASON).to_pylist(), strict=True):
-        counts.setdefault(stage, Counter())[reason] += 1
-    return {stage: dict(c) for stage, c in counts.items()}
+    counts = dropped.group_by([DROP_STAGE, DROP_REASON], use_threads=False).aggregate([([], "count_all")])
+    result: dict[str, dict[str, int]] = {}
+    for row in counts.to_pylist():
+        result.setdefault(row[DROP_STAGE], {})[row[DROP_REASON]] = row["count_all"]
+    return result
 
 
 def _ledger(dropped: pa.Table) -> pa.Table:
