@@ -25,11 +25,11 @@ CURATE = [sys.executable, "-m", "curate.cli"]
 def _spec(corpus: Path) -> dict:
     return {
         "name": "resume",
-        "input": {"path": str(corpus / "samples.parquet"), "serve": str(corpus), "keep_columns": ["noise"], "rows_per_unit": 20},
+        "input": {"path": str(corpus / "samples.parquet"), "serve": str(corpus), "keep_columns": ["noise"], "rows_per_unit": 10},
         "stages": [
             {"stage": "datacomp_caption"},
             {"stage": "url_dedup"},
-            {"stage": "download", "timeout": 20, "threads": 8},
+            {"stage": "download", "timeout": 20, "threads": 1},  # slow units: a wide window to kill in
             {"stage": "datacomp_image"},
         ],
         "output": {"samples_per_shard": 7, "image_size": 64, "resize_mode": "center_crop"},
@@ -66,19 +66,19 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, synth_corpus):
     spec_path.write_text(yaml.safe_dump(_spec(synth_corpus)))
     killed, clean = tmp_path / "killed", tmp_path / "clean"
 
-    # Start, wait until some but not all units are committed, then SIGKILL the driver.
+    # Start, wait until the first unit is committed, then SIGKILL the driver (and its Ray).
     proc = _run(spec_path, killed, start_new_session=True)
     markers = killed / "stats" / "units"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if markers.is_dir() and len(list(markers.glob("*.json"))) >= 3:
+        if markers.is_dir() and any(markers.glob("*.json")):
             break
-        time.sleep(0.05)
+        time.sleep(0.005)
     assert proc.poll() is None, "run finished before it could be interrupted:\n" + proc.stdout.read()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     interrupted_at = len(list(markers.glob("*.json")))
-    assert 3 <= interrupted_at < 15
+    assert 1 <= interrupted_at < 30
 
     resumed = _run(spec_path, killed)
     output, _ = resumed.communicate(timeout=300)
