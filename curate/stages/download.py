@@ -94,6 +94,18 @@ class _Deadline(Exception):
     pass
 
 
+_COLUMN_TYPES = {
+    "jpg": pa.binary(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "orig_width": pa.int32(),
+    "orig_height": pa.int32(),
+    "orig_bytes": pa.int64(),
+    "download_status": pa.string(),
+    "download_error": pa.string(),
+}
+
+
 @register
 class DownloadStage(Filter):
     """Fetch, probe, resize and encode every image of a batch; failures are ledger rows."""
@@ -101,7 +113,7 @@ class DownloadStage(Filter):
     kind = "download"
     Params = DownloadParams
     reads = (URL,)
-    writes = ("jpg", "width", "height", "orig_width", "orig_height", "orig_bytes", "download_status", "download_error")
+    writes = tuple(_COLUMN_TYPES)
     replayable = False
 
     def __init__(self, params: DownloadParams, name: str | None = None):
@@ -130,24 +142,11 @@ class DownloadStage(Filter):
         self._directives = {d.strip().lower() for d in self.params.disallowed_header_directives}
 
     def process(self, batch: pa.Table) -> pa.Table:
-        if self._resizer is None:
-            self.setup()
         urls = batch.column(URL).to_pylist()
-        n = len(urls)
-        cols: dict[str, list] = {k: [None] * n for k in self.writes}
+        cols: dict[str, list] = {k: [None] * len(urls) for k in self.writes}
         for index, fetched in self._fetch_all(urls):
             self._encode(index, fetched, cols)
-        types = {
-            "jpg": pa.binary(),
-            "width": pa.int32(),
-            "height": pa.int32(),
-            "orig_width": pa.int32(),
-            "orig_height": pa.int32(),
-            "orig_bytes": pa.int64(),
-            "download_status": pa.string(),
-            "download_error": pa.string(),
-        }
-        return append_columns(batch, {k: pa.array(v, types[k]) for k, v in cols.items()})
+        return append_columns(batch, {k: pa.array(v, _COLUMN_TYPES[k]) for k, v in cols.items()})
 
     def decide(self, scored: pa.Table) -> Decision:
         status = scored.column("download_status").combine_chunks()
@@ -203,22 +202,10 @@ class DownloadStage(Filter):
                 if self._disallowed(response.headers):
                     return Fetched(None, "x_robots_tag", "use of image disallowed by X-Robots-Tag directive")
                 return self._read_body(response, deadline)
-        except urllib.error.HTTPError as err:
-            return Fetched(None, f"http_{err.code}", f"HTTP {err.code} {err.reason}")
         except _Deadline:
             return Fetched(None, "timeout", f"body not complete within {p.timeout:g}s")
-        except TimeoutError as err:
-            return Fetched(None, "timeout", str(err) or "timed out")
-        except urllib.error.URLError as err:
-            return Fetched(None, *_classify_url_error(err))
-        except (ConnectionResetError, http.client.RemoteDisconnected, http.client.IncompleteRead, BrokenPipeError) as err:
-            return Fetched(None, "connection_reset", f"{type(err).__name__}: {err}")
-        except ConnectionRefusedError as err:
-            return Fetched(None, "connection_refused", str(err))
-        except (ValueError, http.client.InvalidURL) as err:
-            return Fetched(None, "bad_url", str(err))
-        except (http.client.HTTPException, OSError) as err:
-            return Fetched(None, _snake(type(err).__name__), str(err))
+        except (http.client.HTTPException, OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
+            return Fetched(None, *_classify(err))
 
     def _disallowed(self, headers) -> bool:
         if not self._directives:
@@ -307,21 +294,28 @@ def _probe(body: bytes, max_pixels: int) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _classify_url_error(err: urllib.error.URLError) -> tuple[str, str]:
-    cause = err.reason
-    if isinstance(cause, (TimeoutError, socket.timeout)):
-        return "timeout", str(cause) or "timed out"
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection_refused", str(cause)
-    if isinstance(cause, ConnectionResetError):
-        return "connection_reset", str(cause)
-    if isinstance(cause, socket.gaierror):
-        return "dns_error", str(cause)
-    if isinstance(cause, FileNotFoundError):
-        return "file_not_found", str(cause)
-    if isinstance(cause, str) and cause.startswith("unknown url type"):
-        return "bad_url", cause
-    return _snake(type(cause).__name__ if not isinstance(cause, str) else "url_error"), str(cause)
+_FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (TimeoutError, "timeout"),  # socket.timeout is TimeoutError
+    ((ConnectionResetError, http.client.RemoteDisconnected, http.client.IncompleteRead, BrokenPipeError), "connection_reset"),
+    (ConnectionRefusedError, "connection_refused"),
+    (socket.gaierror, "dns_error"),
+    (FileNotFoundError, "file_not_found"),
+    ((ValueError, http.client.InvalidURL), "bad_url"),
+)
+
+
+def _classify(err: BaseException) -> tuple[str, str]:
+    """(reason, detail) of a failed request; a ``URLError`` is classified by what it wraps."""
+    if isinstance(err, urllib.error.HTTPError):
+        return f"http_{err.code}", f"HTTP {err.code} {err.reason}"
+    if isinstance(err, urllib.error.URLError):
+        if isinstance(err.reason, str):
+            return ("bad_url" if err.reason.startswith("unknown url type") else "url_error"), err.reason
+        err = err.reason
+    for kinds, reason in _FAILURES:
+        if isinstance(err, kinds):
+            return reason, str(err) or type(err).__name__
+    return _snake(type(err).__name__), str(err)
 
 
 def _socket_of(response) -> socket.socket | None:
