@@ -150,15 +150,13 @@ def _plan_lines(path: str, fmt: str, spec: InputSpec):
     names: list[str] = []
     try:
         with _open_binary(path) as handle:
+            first = handle.readline()
             if fmt in ("csv", "tsv"):
-                header = handle.readline()
-                header_end = len(header)
-                names = _header_names(header, fmt, path)
+                header_end = len(first)
+                names = _header_names(first, fmt, path)
                 _check_columns(path, names, spec)
             else:
-                first = handle.readline()
                 _check_jsonl_first_line(first, path, spec)
-                handle.seek(0)
             boundaries = [header_end]
             rows = 0
             position = header_end
@@ -174,6 +172,8 @@ def _plan_lines(path: str, fmt: str, spec: InputSpec):
     except (OSError, EOFError) as err:
         raise InputError(f"{path}: cannot read ({_first_line(err)})") from None
     if fmt in ("csv", "tsv"):
+        # A full parse at planning time: it finds malformed rows before Ray starts, and
+        # quoted values that span lines (such a file cannot be split on newlines).
         parsed_rows = _csv_rows(path, fmt, names)
         if parsed_rows != rows:
             # Quoted values span lines: the file cannot be split on newlines, so it is one unit.
@@ -413,7 +413,8 @@ def _read_tar(unit: Unit, spec: InputSpec):
                 samples[key][ext] = tar.extractfile(member).read()
     bad: dict[int, tuple[str, str]] = {}
     fields_from_json = [c for c in _required_columns(spec) if c not in (spec.url_column, spec.caption_column)]
-    rows: dict[str, list] = {URL: [], CAPTION: [], "jpg": [], **{c: [] for c in fields_from_json}}
+    urls, captions, images = [], [], []
+    extra: dict[str, list] = {c: [] for c in fields_from_json}
     for row, key in enumerate(order[unit.start : unit.stop]):
         fields = samples[key]
         meta: dict = {}
@@ -423,15 +424,11 @@ def _read_tar(unit: Unit, spec: InputSpec):
         except (UnicodeDecodeError, ValueError) as err:
             bad[row] = ("invalid_sample", f"{key}: {err}")
             caption = None
-        rows[URL].append(meta.get(spec.url_column, key))
-        rows[CAPTION].append(caption)
-        rows["jpg"].append(next((fields[e] for e in _IMAGE_EXTENSIONS if e in fields), None))
+        urls.append(meta.get(spec.url_column, key))
+        captions.append(caption)
+        images.append(next((fields[e] for e in _IMAGE_EXTENSIONS if e in fields), None))
         for name in fields_from_json:
-            rows[name].append(meta.get(name))
-    table = pa.table(
-        {URL: pa.array(rows[URL], pa.string()), CAPTION: pa.array(rows[CAPTION], pa.string())}
-        | {"jpg": pa.array(rows["jpg"], pa.binary())}
-        | {c: pa.array(rows[c]) for c in fields_from_json}
-    )
-    names = [spec.url_column if c == URL else spec.caption_column if c == CAPTION else c for c in table.column_names]
-    return table.rename_columns(names), bad
+            extra[name].append(meta.get(name))
+    columns = {spec.url_column: pa.array(urls, pa.string()), spec.caption_column: pa.array(captions, pa.string()),
+               "jpg": pa.array(images, pa.binary())}
+    return pa.table(columns | {c: pa.array(v) for c, v in extra.items()}), bad
