@@ -21,8 +21,7 @@ from curate.engine.retry import retry_transient_failures
 from curate.engine.rundir import RunDir
 from curate.errors import UserError
 from curate.io.readers import READ_STAGE, Unit, plan_units
-from curate.stages.base import GlobalFilter, Stage
-from curate.stages.download import DownloadStage, ImageOutput
+from curate.stages.base import GlobalFilter, ImageOutput, RunContext, Stage
 from curate.stats.funnel import Funnel, build_funnel, render_funnel
 
 
@@ -57,10 +56,11 @@ def run_pipeline(
     resumed = run.prepare(spec, _input_fingerprint(units), len(units), overwrite)
     run.update_manifest(stage_order=stage_order, state="running")
     run.recover()
-    _bind_output(stages, spec)
     units_run = 0
     with _serving(spec) as base_url, ray_session(address, spec.resources):
-        _bind_base_url(stages, base_url)
+        context = RunContext(_image_output(spec), base_url)
+        for stage in stages:
+            stage.bind(context)
         executor = Executor(spec.input, stages, uuid.uuid4().hex)
         _load_global_states(executor, run, units, stages, console)
         done = run.done_units()
@@ -89,18 +89,9 @@ def _input_fingerprint(units: list[Unit]) -> list:
     return [[path, os.path.getsize(path), int(os.path.getmtime(path))] for path in files]
 
 
-def _bind_output(stages: list[Stage], spec: PipelineSpec) -> None:
+def _image_output(spec: PipelineSpec) -> ImageOutput:
     out = spec.output
-    for stage in stages:
-        if isinstance(stage, DownloadStage):
-            stage.image_output = ImageOutput(out.image_size, out.resize_mode, out.resize_only_if_bigger, out.image_format,
-                                             out.encode_quality)
-
-
-def _bind_base_url(stages: list[Stage], base_url: str | None) -> None:
-    for stage in stages:
-        if isinstance(stage, DownloadStage) and base_url and not stage.params.base_url:
-            stage.params = stage.params.model_copy(update={"base_url": base_url})
+    return ImageOutput(out.image_size, out.resize_mode, out.resize_only_if_bigger, out.image_format, out.encode_quality)
 
 
 @contextlib.contextmanager

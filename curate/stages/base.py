@@ -42,6 +42,25 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class ImageOutput:
+    """How downloaded images are resized and encoded (the spec's ``output``)."""
+
+    image_size: int = 256
+    resize_mode: str = "border"
+    resize_only_if_bigger: bool = False
+    image_format: str = "jpg"
+    encode_quality: int = 95
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run tells every stage before the stages are shipped to workers."""
+
+    image_output: ImageOutput = ImageOutput()
+    base_url: str | None = None  # where relative URLs resolve (``input.serve``)
+
+
+@dataclass(frozen=True)
 class Decision:
     """A filter's verdict on a batch: ``keep[i]`` is False for a dropped row, whose
     ``reason[i]`` (short, snake_case, counted in the funnel) and ``detail[i]`` (free text,
@@ -96,6 +115,9 @@ class Stage(ABC):
     @property
     def resources(self) -> Resources:
         return Resources()
+
+    def bind(self, context: RunContext) -> None:  # noqa: B027  (an optional hook)
+        """Take run-wide settings (output image format, served base URL), on the driver."""
 
     def setup(self) -> None:  # noqa: B027  (an optional hook: most stages load nothing)
         """Load models or open resources; called once per worker before the first batch."""

@@ -45,7 +45,7 @@ from PIL import Image
 from pydantic import Field
 
 from curate.schema import URL
-from curate.stages.base import Decision, Filter, Resources, StageParams, append_columns
+from curate.stages.base import Decision, Filter, ImageOutput, Resources, RunContext, StageParams, append_columns
 from curate.stages.registry import register
 
 DEFAULT_DISALLOWED = ("noai", "noimageai", "noindex", "noimageindex")  # img2dataset's defaults
@@ -70,17 +70,6 @@ class DownloadParams(StageParams):
     max_bytes: int = Field(50_000_000, gt=0, description="largest response body accepted")
     max_pixels: int = Field(Image.MAX_IMAGE_PIXELS or 89_478_485, gt=0, description="decompression-bomb guard")
     base_url: str | None = Field(None, description="resolve relative URLs against this (set by input.serve)")
-
-
-@dataclass(frozen=True)
-class ImageOutput:
-    """How downloaded images are resized and encoded (from the spec's ``output``)."""
-
-    image_size: int = 256
-    resize_mode: str = "border"
-    resize_only_if_bigger: bool = False
-    image_format: str = "jpg"
-    encode_quality: int = 95
 
 
 @dataclass
@@ -126,6 +115,11 @@ class DownloadStage(Filter):
     @property
     def resources(self) -> Resources:
         return Resources(cpus=1.0)
+
+    def bind(self, context: RunContext) -> None:
+        self.image_output = context.image_output
+        if context.base_url and not self.params.base_url:
+            self.params = self.params.model_copy(update={"base_url": context.base_url})
 
     def setup(self) -> None:
         Resizer = img2dataset_module("resizer").Resizer  # noqa: N806
