@@ -39,9 +39,9 @@ def retry_transient_failures(executor: Executor, run: RunDir, units: list[Unit],
     console.print(f"retrying {sum(sizes.values())} transient download failures in {len(targets)} units")
 
     def finish(unit: int, parts: list[PartRecord]) -> None:
-        rewrites, removed = _ledgers_without(run, ledgers[unit], unit, set(retry[unit]))
+        removed = _rewrite_ledgers_without(run, ledgers[unit], unit, set(retry[unit]))
         run.commit(unit, [f for p in parts for f in p.files], _adjusted_stats(run.read_unit_stats(unit), removed, parts),
-                   rewrites)
+                   ledgers[unit])
 
     stream_units(executor, run, targets, sizes, spec, console, f"retry round {round_no}", finish,
                  only_rows={u: sorted(rows) for u, rows in retry.items()}, tag=f"r{round_no}")
@@ -65,7 +65,7 @@ def _transient_rows(run: RunDir, download_stages: set[str]) -> tuple[dict[int, l
     return retry, ledgers
 
 
-def _ledgers_without(run: RunDir, files: list[str], unit: int, rows: set[int]) -> tuple[list[str], Counter]:
+def _rewrite_ledgers_without(run: RunDir, files: list[str], unit: int, rows: set[int]) -> Counter:
     """Write (to ``_tmp/``) the unit's ledgers minus the retried rows; count what was removed."""
     removed: Counter = Counter()
     for relative in files:
@@ -76,7 +76,7 @@ def _ledgers_without(run: RunDir, files: list[str], unit: int, rows: set[int]) -
         removed.update(zip(gone.column("stage").to_pylist(), gone.column("reason").to_pylist(), strict=True))
         (run.tmp / relative).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(ledger.filter(pc.invert(retried)).cast(REJECTS_SCHEMA), run.tmp / relative)
-    return files, removed
+    return removed
 
 
 def _adjusted_stats(stats: dict, removed: Counter, parts: list[PartRecord]) -> dict:
