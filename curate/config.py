@@ -124,11 +124,11 @@ def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:
             raise ConfigError(label, f"{key}.name", f"duplicate stage name {stage.name!r}", "give each a unique `name:`")
         seen.add(stage.name)
         stages.append(stage)
-    _check_order(stages, spec, label)
+    _check_order(stages, spec, kinds, label)
     return stages
 
 
-def _check_order(stages: list[Stage], spec: PipelineSpec, label: str) -> None:
+def _check_order(stages: list[Stage], spec: PipelineSpec, kinds: dict[str, type[Stage]], label: str) -> None:
     """Fail before Ray starts when a stage reads a column nothing upstream writes, or a global
     stage would have to replay a stage that must not run twice (a download)."""
     from curate.schema import CAPTION, UID, URL
@@ -140,7 +140,7 @@ def _check_order(stages: list[Stage], spec: PipelineSpec, label: str) -> None:
     for index, stage in enumerate(stages):
         missing = [column for column in stage.reads if column not in available]
         if missing:
-            writers = [kind for kind, cls in _stage_classes().items() if missing[0] in cls.writes]
+            writers = [kind for kind, cls in kinds.items() if missing[0] in cls.writes]
             raise ConfigError(
                 label, f"stages[{index}]", f"{stage.kind} reads {missing[0]!r}, which no earlier stage writes",
                 f"add {' or '.join(writers) or 'a stage that writes it'} before it",
@@ -156,12 +156,6 @@ def _check_order(stages: list[Stage], spec: PipelineSpec, label: str) -> None:
                     f"{stage.kind} observes the whole input, so it cannot follow {earlier.kind}",
                     f"move {stage.kind} before {earlier.kind}",
                 )
-
-
-def _stage_classes() -> dict[str, type[Stage]]:
-    from curate.stages.registry import stage_kinds
-
-    return stage_kinds()
 
 
 def _read_yaml(path: Path) -> dict:
