@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from curate.errors import ConfigError
 from curate.stages.base import Stage, StageParams
+
+#: The ledger's stage name of the input reader (curate.io.readers.READ_STAGE).
+RESERVED_STAGE_NAME = "read"
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 class _Strict(BaseModel):
@@ -26,8 +34,13 @@ class _Strict(BaseModel):
 class SynthSpec(_Strict):
     """Make the synthetic corpus at ``input.serve`` when it is missing (quickstart)."""
 
-    n: int = Field(3000, gt=0)
+    n: int = Field(3000, gt=0, le=10_000_000, description="samples; one image file each (10M: ~100 GB of files)")
     seed: int = 0
+
+
+def _column_name(value: Any) -> Any:
+    """Headerless files name columns by position: accept ``url_column: 1`` for ``'1'``."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class InputSpec(_Strict):
@@ -38,15 +51,49 @@ class InputSpec(_Strict):
     keep_columns: list[str] = Field(default_factory=list)
     uid_column: str | None = Field(
         None, description="take uids from this column (32 hex chars, e.g. DataComp's 'uid') instead of hashing")
-    rows_per_unit: int = Field(10_000, gt=0)
+    header: bool = Field(True, description="csv/tsv: the first line names the columns; false for a headerless file "
+                                           "(Conceptual Captions' caption<TAB>url), whose columns are input.columns")
+    columns: list[str] | None = Field(
+        None, description="names of a headerless file's columns by position, e.g. [caption, url]; "
+                          "without it they are named '0', '1', ...")
+    # A unit is one Ray block that one worker reads and holds: 1M rows of LAION-style metadata are
+    # ~300 MB of Arrow, and the unit is also what a resume redoes.
+    rows_per_unit: int = Field(10_000, gt=0, le=1_000_000, description="rows per work unit (at most 1M, one worker's block)")
+    # The same default as the download stage's body cap: a tar member is held in memory whole,
+    # so this bounds a reader's memory per sample (a 1 MB .tar.gz can hold a 1 GiB member).
+    max_member_bytes: int = Field(20_000_000, gt=0, le=1 << 30,
+                                  description="tar inputs: a larger member makes its sample a too_large ledger row")
     serve: str | None = Field(None, description="serve this directory on loopback HTTP; relative URLs resolve to it")
     synth: SynthSpec | None = None
+
+    @field_validator("url_column", "caption_column", "uid_column", mode="before")
+    @classmethod
+    def _name_by_position(cls, value: Any) -> Any:
+        return _column_name(value)
+
+    @field_validator("keep_columns", "columns", mode="before")
+    @classmethod
+    def _names_in_list(cls, value: Any) -> Any:
+        return [_column_name(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_need_headerless(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is not None and info.data.get("header", True):
+            raise ValueError("only for a headerless file: set input.header: false too")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("names must be unique")
+        return value
 
 
 class OutputSpec(_Strict):
     path: str | None = None
-    samples_per_shard: int = Field(10_000, gt=0)
-    image_size: int = Field(256, gt=0)
+    # Shards of 10k samples (img2dataset's default) are ~100-500 MB; 1M samples of 256 px JPEGs
+    # is a ~20 GB tar, past what a trainer's loader shuffles well.
+    samples_per_shard: int = Field(10_000, gt=0, le=1_000_000, description="samples per shard (at most 1M)")
+    # 4096 px covers every CLIP/LLaVA-style input size in use (224-1024, high-res tiling up to
+    # ~3.6k); 20000 px took one worker to 3 GB (issue 5).
+    image_size: int = Field(256, gt=0, le=4096, description="output side in pixels (at most 4096)")
     resize_mode: Literal["no", "keep_ratio", "keep_ratio_largest", "center_crop", "border"] = "border"
     resize_only_if_bigger: bool = False
     image_format: Literal["jpg", "png", "webp"] = "jpg"
@@ -54,8 +101,11 @@ class OutputSpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
-    cpus: int | None = Field(None, gt=0, description="CPUs of the embedded Ray (default: all)")
-    object_store_memory_mb: int | None = Field(None, ge=100)
+    # Embedded Ray on one machine: 1024 is above any single host's logical CPUs today.
+    cpus: int | None = Field(None, gt=0, le=1024, description="CPUs of the embedded Ray (default: all; at most 1024)")
+    # 4 TiB: above any single host's memory; Ray takes the value in bytes.
+    object_store_memory_mb: int | None = Field(None, ge=100, le=4 << 20,
+                                               description="object store of the embedded Ray, MB (100 MB to 4 TiB)")
 
 
 class StageSpec(_Strict):
@@ -120,6 +170,9 @@ def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:
             raise _config_error(label, err, prefix=key, model=cls.Params) from None
         entry.params = params.model_dump(mode="json")  # resolved: defaults filled in (fingerprint, pipeline.yaml)
         stage = cls(params, name=entry.name)
+        if stage.name == RESERVED_STAGE_NAME:
+            raise ConfigError(label, f"{key}.name", f"{stage.name!r} is the input reader's name in the ledger",
+                              "give the stage another `name:`")
         if stage.name in seen:
             raise ConfigError(label, f"{key}.name", f"duplicate stage name {stage.name!r}", "give each a unique `name:`")
         seen.add(stage.name)
@@ -189,11 +242,20 @@ def _apply_override(raw: dict, override: str, label: str) -> None:
         elif not isinstance(node, dict):
             raise ConfigError(label, dotted, "cannot descend into a scalar", "check the key path")
         if last:
-            node[part] = yaml.safe_load(value)
+            node[part] = _override_value(value, dotted, label)
         else:
             if isinstance(node, dict) and part not in node:
                 node[part] = {}
             node = node[part]
+
+
+def _override_value(value: str, dotted: str, label: str) -> Any:
+    """The value of ``--set key=value`` parsed as YAML, failing like a file does (one line)."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or first_line(err)
+        raise ConfigError(label, f"--set {dotted}", f"invalid YAML: {problem}", "fix the syntax, or quote the value") from None
 
 
 def _config_error(label: str, err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> ConfigError:
@@ -211,7 +273,9 @@ def _config_error(label: str, err: ValidationError, prefix: str = "", model: typ
     ctx = first.get("ctx") or {}
     if "expected" in ctx:
         fix = f"expected {ctx['expected']}"
-    return ConfigError(label, key, first["msg"], fix)
+    # One line always: a validator's message may span lines; "Value error, " is pydantic's prefix.
+    problem = " ".join(first["msg"].removeprefix("Value error, ").split())
+    return ConfigError(label, key, problem, fix)
 
 
 def _valid_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:

@@ -28,8 +28,8 @@ LICENSES = [f"cc-by-{i}" for i in range(N)]
 
 
 def expected_uids(path) -> list[str]:
-    """One uid per row: normalised URL, caption, file name and row index."""
-    return compute_uids(pa.array(URLS), pa.array(CAPTIONS), os.path.basename(path), 0).to_pylist()
+    """One uid per row: normalised URL, caption, the file's absolute path and the row index."""
+    return compute_uids(pa.array(URLS), pa.array(CAPTIONS), os.path.abspath(path), 0).to_pylist()
 
 
 def spec(path, rows_per_unit: int = 3, **kwargs) -> InputSpec:
@@ -175,13 +175,32 @@ def test_uid_stability() -> None:
     assert uid("u", None) == uid("u", "")
 
 
-def test_uids_do_not_depend_on_unit_size_or_directory(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    small_units = pa.concat_tables(read_all(spec(write_parquet(tmp_path / "a" / "in.parquet"), 2))[1])
-    one_unit = pa.concat_tables(read_all(spec(write_parquet(tmp_path / "b" / "in.parquet"), 50))[1])
-    assert small_units.column(UID).to_pylist() == one_unit.column(UID).to_pylist() == expected_uids("in.parquet")
-    assert len(set(expected_uids("in.parquet"))) == N
+def test_uids_do_not_depend_on_unit_size(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "in.parquet")
+    small_units = pa.concat_tables(read_all(spec(path, 2))[1])
+    one_unit = pa.concat_tables(read_all(spec(path, 50))[1])
+    assert small_units.column(UID).to_pylist() == one_unit.column(UID).to_pylist() == expected_uids(path)
+    assert len(set(expected_uids(path))) == N
+
+
+def test_same_base_name_in_two_folders_gives_distinct_uids(tmp_path: Path) -> None:
+    """Issue 5 §6: two files with one base name and identical rows shared all their uids (the
+    uid hashed the base name); the file's identity is now its absolute path."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_parquet(tmp_path / folder / "in.parquet")
+    table = pa.concat_tables(read_all(spec(tmp_path, 3))[1])
+    assert table.num_rows == 2 * N and len(set(table.column(UID).to_pylist())) == 2 * N
+    assert table.column(UID).to_pylist() == expected_uids(tmp_path / "a" / "in.parquet") + expected_uids(
+        tmp_path / "b" / "in.parquet")
+
+
+def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "in.parquet")
+    (tmp_path / "link.parquet").symlink_to(path)
+    (tmp_path / "sub").mkdir()
+    units = plan_units(spec([path, tmp_path / "*.parquet", tmp_path / "sub" / ".." / "in.parquet"], 100))
+    assert [(u.path, u.size) for u in units] == [(str(path), N)]
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -356,7 +375,7 @@ def test_uids_taken_from_the_input(tmp_path: Path) -> None:
     table = read_all(spec(path, rows_per_unit=10, uid_column="uid"))[1][0]
     uids = table.column(UID).to_pylist()
     assert uids[:2] == ["0123456789abcdef0123456789abcdef", "f" * 32]
-    hashed = compute_uids(pa.array([f"http://x/{i}" for i in range(4)]), pa.array(["a b c"] * 4), "pool.parquet", 0)
+    hashed = compute_uids(pa.array([f"http://x/{i}" for i in range(4)]), pa.array(["a b c"] * 4), str(path), 0)
     assert uids[2:] == hashed.to_pylist()[2:]
     assert table.column(DROP_STAGE).to_pylist() == [None, None, READ_STAGE, READ_STAGE]
     assert table.column(DROP_REASON).to_pylist() == [None, None, "invalid_uid", "invalid_uid"]

@@ -1,0 +1,130 @@
+"""Duplicated ``input.uid_column`` values: the first occurrence (in input order: work unit,
+then row) is kept, every later one is a ``read`` ledger row ``duplicate_uid`` whose detail names
+the first row (``first at row R of PATH``). A uid is the shard member name, so two kept rows
+with one uid would also collide inside a shard.
+
+Design: the check needs the whole input, so it has two halves.
+
+* Within a unit, :func:`mark_duplicates_in_unit` runs in the reader (vectorised, on workers).
+* Across units, :class:`DuplicateUidCheck` is a :class:`GlobalFilter` that the pipeline runs as
+  an implicit first stage whenever ``input.uid_column`` is set (see :func:`read_stages`). Its
+  ledger rows carry the stage name ``read``, so the funnel counts them with the reader's.
+  ``observe`` summarises a unit as 24 bytes a live row (the uid as two uint64 and the input
+  position); ``aggregate`` keeps only the uids seen more than once, with their first position,
+  so the state every worker loads is proportional to the duplicates, not to the input.
+
+  Until global stages reduce on the cluster (issue #6), the engine gathers the summaries on the
+  driver: 24 bytes per input row while aggregating (2.4 GB per 100M rows). Hashed uids need no
+  such pass: they include the file's path and row, so they are unique by construction.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.config import InputSpec
+from curate.io.read_common import READ_STAGE, BadRows, Unit
+from curate.schema import ROW, UID, UNIT, uids_to_pairs
+from curate.stages.base import Decision, GlobalFilter, StageParams
+
+_STATE_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("pos", pa.int64())])
+
+
+def first_at(path: str, row: int) -> str:
+    return f"first at row {row} of {path}"
+
+
+def mark_duplicates_in_unit(uids: pa.Array, valid: np.ndarray, unit: Unit, bad: BadRows) -> None:
+    """Ledger every later occurrence of a uid among the unit's rows that are still good."""
+    rows = np.flatnonzero(valid & ~np.isin(np.arange(len(valid)), list(bad)))
+    if len(rows) < 2:
+        return
+    pairs = uids_to_pairs(pc.take(uids, pa.array(rows)))
+    _, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
+    first_row = rows[first[inverse.reshape(-1)]]
+    for row, first in zip(rows[first_row != rows], first_row[first_row != rows], strict=True):
+        bad[int(row)] = ("duplicate_uid", first_at(unit.path, unit.start + int(first)))
+
+
+def positions(batch: pa.Table) -> np.ndarray:
+    """Global input order of each row: work unit, then row within the unit's file."""
+    return (batch.column(UNIT).to_numpy().astype(np.int64) << 32) | batch.column(ROW).to_numpy().astype(np.int64)
+
+
+class DuplicateUidCheck(GlobalFilter):
+    """Drop every later occurrence of a uid across work units (``duplicate_uid``, stage ``read``)."""
+
+    kind = "duplicate_uid_check"
+    reads = (UID,)
+
+    def __init__(self, units: list[Unit]):
+        super().__init__(StageParams(), name=READ_STAGE)
+        # Where each file's units start: small by nature (one entry per input file), so a
+        # detail can name the first occurrence's file without shipping a per-unit table.
+        self._file_starts: list[int] = []
+        self._file_paths: list[str] = []
+        for unit in units:
+            if not self._file_paths or self._file_paths[-1] != unit.path:
+                self._file_starts.append(unit.index)
+                self._file_paths.append(unit.path)
+        self._state: pa.Table | None = None
+
+    def observe(self, batch: pa.Table) -> pa.Table:
+        pairs = uids_to_pairs(batch.column(UID))
+        return pa.table({"hi": pairs["f0"], "lo": pairs["f1"], "pos": positions(batch)})
+
+    def aggregate(self, summaries: Iterable[pa.Table]) -> pa.Table:
+        tables = [t for t in summaries if t.num_rows]
+        if not tables:
+            return _STATE_SCHEMA.empty_table()
+        merged = pa.concat_tables(tables)
+        hi, lo, pos = (merged.column(c).to_numpy() for c in ("hi", "lo", "pos"))
+        order = np.lexsort((pos, lo, hi))
+        hi, lo, pos = hi[order], lo[order], pos[order]
+        starts = np.r_[True, (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])]
+        repeated = np.r_[~starts[1:], False]  # a first occurrence followed by the same uid
+        keep = starts & repeated
+        return pa.table({"hi": hi[keep], "lo": lo[keep], "pos": pos[keep]}, schema=_STATE_SCHEMA)
+
+    def load_state(self, state: pa.Table) -> None:
+        self._state = state
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        return batch  # no score column: ``decide`` looks each uid up in the state
+
+    def decide(self, scored: pa.Table) -> Decision:
+        if self._state is None:
+            raise RuntimeError("the duplicate uid check ran before its state was loaded")
+        index = _index_of(uids_to_pairs(scored.column(UID)), self._state)
+        first = self._state.column("pos").to_numpy()[np.maximum(index, 0)] if self._state.num_rows else index
+        later = (index >= 0) & (first != positions(scored))
+        null = pa.scalar(None, pa.string())
+        reason = pc.if_else(pa.array(later), pa.scalar("duplicate_uid"), null)
+        detail = pa.array([self._where(int(p)) if is_later else None for is_later, p in zip(later, first, strict=True)],
+                          pa.string()) if later.any() else None
+        return Decision(keep=pa.array(~later), reason=reason, detail=detail)
+
+    def _where(self, pos: int) -> str:
+        unit, row = pos >> 32, pos & 0xFFFFFFFF
+        return first_at(self._file_paths[bisect.bisect_right(self._file_starts, unit) - 1], row)
+
+
+def _index_of(pairs: np.ndarray, state: pa.Table) -> np.ndarray:
+    """Index of each uid in the (sorted) state, or -1."""
+    if state.num_rows == 0:
+        return np.full(len(pairs), -1, np.int64)
+    keys = np.zeros(state.num_rows, np.dtype("u8,u8"))
+    keys["f0"], keys["f1"] = state.column("hi").to_numpy(), state.column("lo").to_numpy()
+    found = np.searchsorted(keys, pairs)
+    clipped = np.minimum(found, len(keys) - 1)
+    return np.where(keys[clipped] == pairs, clipped, -1).astype(np.int64)
+
+
+def read_stages(spec: InputSpec, units: list[Unit]) -> list[GlobalFilter]:
+    """Implicit stages the pipeline runs first, before the user's: the cross-unit uid check."""
+    return [DuplicateUidCheck(units)] if spec.uid_column else []
