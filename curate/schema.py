@@ -43,9 +43,11 @@ def normalize_urls(urls: pa.Array) -> pa.Array:
 def compute_uids(urls: pa.Array, captions: pa.Array, source: str = "", first_row: int = 0) -> pa.Array:
     """128-bit hex uids (32 chars, DataComp-compatible), one per input row.
 
-    Hashed from the normalised URL, the caption and the row's place in the input (file name,
-    row index): stable across runs of the same input, and never shared by two rows, so a
-    repeated (URL, caption) row has its own ledger entry; URL dedup decides which survives.
+    Hashed from the normalised URL, the caption and the row's place in the input (``source``:
+    the readers pass the file's absolute path, so two files with one base name in two folders
+    never share uids; and the row index): stable across runs of the same input, and never shared
+    by two rows, so a repeated (URL, caption) row has its own ledger entry; URL dedup decides
+    which survives.
     """
     norm = normalize_urls(urls).to_pylist()
     caps = pc.fill_null(pc.cast(captions, pa.string()), "").to_pylist()

@@ -3,19 +3,20 @@ then row) is kept, every later one is a ``read`` ledger row ``duplicate_uid`` wh
 the first row (``first at row R of PATH``). A uid is the shard member name, so two kept rows
 with one uid would also collide inside a shard.
 
-Design: the check needs the whole input, so it has two halves.
+Design: the check needs the whole input, so it is a :class:`GlobalFilter`,
+:class:`DuplicateUidCheck`, that the pipeline runs as an implicit first stage whenever
+``input.uid_column`` is set (:func:`read_stages`); it catches repeats within a unit too. (A
+separate within-unit check in the reader would drop a unit's second occurrence with a detail
+naming its first occurrence *in that unit*, itself a repeat of an earlier unit's row; one
+mechanism keeps every detail pointing at the true first row.) Its ledger rows carry the stage
+name ``read``, so the funnel counts them with the reader's own.
 
-* Within a unit, :func:`mark_duplicates_in_unit` runs in the reader (vectorised, on workers).
-* Across units, :class:`DuplicateUidCheck` is a :class:`GlobalFilter` that the pipeline runs as
-  an implicit first stage whenever ``input.uid_column`` is set (see :func:`read_stages`). Its
-  ledger rows carry the stage name ``read``, so the funnel counts them with the reader's.
-  ``observe`` summarises a unit as 24 bytes a live row (the uid as two uint64 and the input
-  position); ``aggregate`` keeps only the uids seen more than once, with their first position,
-  so the state every worker loads is proportional to the duplicates, not to the input.
-
-  Until global stages reduce on the cluster (issue #6), the engine gathers the summaries on the
-  driver: 24 bytes per input row while aggregating (2.4 GB per 100M rows). Hashed uids need no
-  such pass: they include the file's path and row, so they are unique by construction.
+``observe`` summarises a unit as 24 bytes a live row (the uid as two uint64 and the input
+position); ``aggregate`` keeps only the uids seen more than once, with their first position, so
+the state every worker loads is proportional to the duplicates, not to the input. Until global
+stages reduce on the cluster (issue #6), the engine gathers the summaries on the driver: 24
+bytes per input row while aggregating (2.4 GB per 100M rows). Hashed uids need no such pass:
+they include the file's path and row, so they are unique by construction.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import InputSpec
-from curate.io.read_common import READ_STAGE, BadRows, Unit
+from curate.io.read_common import READ_STAGE, Unit
 from curate.schema import ROW, UID, UNIT, uids_to_pairs
 from curate.stages.base import Decision, GlobalFilter, StageParams
 
@@ -37,18 +38,6 @@ _STATE_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("pos", pa.
 
 def first_at(path: str, row: int) -> str:
     return f"first at row {row} of {path}"
-
-
-def mark_duplicates_in_unit(uids: pa.Array, valid: np.ndarray, unit: Unit, bad: BadRows) -> None:
-    """Ledger every later occurrence of a uid among the unit's rows that are still good."""
-    rows = np.flatnonzero(valid & ~np.isin(np.arange(len(valid)), list(bad)))
-    if len(rows) < 2:
-        return
-    pairs = uids_to_pairs(pc.take(uids, pa.array(rows)))
-    _, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
-    first_row = rows[first[inverse.reshape(-1)]]
-    for row, first in zip(rows[first_row != rows], first_row[first_row != rows], strict=True):
-        bad[int(row)] = ("duplicate_uid", first_at(unit.path, unit.start + int(first)))
 
 
 def positions(batch: pa.Table) -> np.ndarray:

@@ -5,7 +5,7 @@ checked cheaply: files exist, are non-empty, readable in the declared format, an
 URL and caption columns (as text, for parquet). It splits each file into work units of
 ``rows_per_unit`` rows. Reading (:func:`read_unit`) runs on workers. A row that cannot be used
 (invalid UTF-8, a line or ``.json`` that is not a JSON object, a url or caption that is not a
-string, an oversized tar member, a repeated tar key or uid) is not lost: it becomes a ledger row
+string, an oversized tar member, a repeated tar key, a malformed or repeated uid) is not lost: it becomes a ledger row
 of the ``read`` stage (reasons in :mod:`curate.io.read_common`). Format modules: ``read_text``,
 ``read_parquet``, ``read_tar``; the uid checks: ``duplicate_uids``.
 """
@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from curate.config import InputSpec
 from curate.errors import InputError
-from curate.io.duplicate_uids import mark_duplicates_in_unit, read_stages
+from curate.io.duplicate_uids import read_stages
 from curate.io.read_common import READ_STAGE, BadRows, Unit
 from curate.io.read_parquet import plan_parquet, read_parquet
 from curate.io.read_tar import plan_tar, read_tar
@@ -140,10 +140,12 @@ def _read_drops(n: int, bad: BadRows) -> tuple[pa.Array, pa.Array, pa.Array]:
 
 
 def _uids(table: pa.Table, urls: pa.Array, captions: pa.Array, unit: Unit, spec: InputSpec, bad: BadRows) -> pa.Array:
-    """Hashed uids, or the input's own (``input.uid_column``); a malformed or repeated one is a
-    ledger row. The hash includes the file's absolute path (its identity: two files with one
-    base name in two folders are two sources), so moving an input changes its hashed uids;
-    ``input.uid_column`` gives ids that survive a move."""
+    """Hashed uids, or the input's own (``input.uid_column``); a malformed one is a ledger row
+    (a repeated one is found across units by :class:`curate.io.duplicate_uids.DuplicateUidCheck`).
+
+    The hash includes the file's absolute path, its identity: two files with one base name in
+    two folders are two sources. So moving an input changes its hashed uids; ``input.uid_column``
+    gives ids that survive a move."""
     hashed = compute_uids(urls, captions, unit.path, unit.start)
     if not spec.uid_column:
         return hashed
@@ -152,6 +154,4 @@ def _uids(table: pa.Table, urls: pa.Array, captions: pa.Array, unit: Unit, spec:
     valid = pc.fill_null(pc.match_substring_regex(given, r"^[0-9a-f]{32}$"), False)
     for row in pc.indices_nonzero(pc.invert(valid)).to_pylist():
         bad.setdefault(row, ("invalid_uid", f"{spec.uid_column}={raw[row].as_py()!r} is not 32 hex chars"))
-    uids = pc.if_else(valid, given, hashed).combine_chunks()
-    mark_duplicates_in_unit(uids, np.asarray(valid), unit, bad)
-    return uids
+    return pc.if_else(valid, given, hashed).combine_chunks()
