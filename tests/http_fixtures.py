@@ -17,8 +17,14 @@ Routes (``server.url(path)`` builds the absolute URL):
 * ``/truncated.jpg``      the first half of a good JPEG
 * ``/noai.jpg``           a good JPEG with ``X-Robots-Tag: noai``
 * ``/flaky/<name>?fail=K`` 503 for the first K requests of that path, then a good JPEG
+* ``/busy/<name>?fail=K&after=V`` 503 with ``Retry-After: V`` for the first K requests, then a good JPEG
+* ``/drip-headers``       the status line and headers one byte every ``DRIP_INTERVAL`` s, never ending
+* ``/silent``             accepts the request and never answers
+* ``/big?mb=M``           M MB of zeros (with Content-Length); ``/big?mb=M&length=no``: without it
+* ``/to?location=L``      302 to L (any URL: the redirect half of the address-policy tests)
 
-``server.hits[path]`` counts requests per path (query excluded); ``server.reset()`` clears them.
+``server.hits[path]`` counts requests per path (query excluded), ``server.times[path]`` lists
+when they arrived (``time.monotonic()``); ``server.reset()`` clears both.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ import contextlib
 import io
 import struct
 import threading
+import time
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +51,7 @@ FLAT_SIZE = (300, 300)
 BOMB_SIZE = (30000, 30000)
 SLOW_SECONDS = 6.0
 TRICKLE_INTERVAL = 0.3
+DRIP_INTERVAL = 0.05
 
 
 @lru_cache(maxsize=256)
@@ -61,6 +69,11 @@ def flat_jpeg(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (40, 120, 200)).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+@lru_cache(maxsize=2)
+def zeros(megabytes: int) -> bytes:
+    return bytes(megabytes * 1_000_000)
 
 
 def good_jpeg(name: str = "0") -> bytes:
@@ -84,6 +97,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address):
         super().__init__(address, _Handler)
         self.hits: Counter[str] = Counter()
+        self.times: defaultdict[str, list[float]] = defaultdict(list)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -109,6 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = parts.path, parse_qs(parts.query)
         with self.server.lock:
             self.server.hits[path] += 1
+            self.server.times[path].append(time.monotonic())
             hits = self.server.hits[path]
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (deadline)
             self._route(path, query, hits)
@@ -157,6 +172,33 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(503, b"try again", "text/plain")
             else:
                 self._send(200, good_jpeg(path))
+        elif path.startswith("/busy/"):
+            if hits <= int(query.get("fail", ["1"])[0]):
+                self._send(503, b"busy", "text/plain", headers={"Retry-After": query.get("after", ["1"])[0]})
+            else:
+                self._send(200, good_jpeg(path))
+        elif path == "/drip-headers":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Pad: " + b"a" * 100_000
+            for byte in head:
+                if self.server.stopping.wait(DRIP_INTERVAL):
+                    break
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+        elif path == "/silent":
+            self.server.stopping.wait()
+        elif path == "/big":
+            body = zeros(int(query.get("mb", ["1"])[0]))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            if query.get("length", ["yes"])[0] != "no":
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif path == "/to":
+            self.send_response(302)
+            self.send_header("Location", query["location"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             self._send(404, b"no such route", "text/plain")
 
@@ -175,9 +217,14 @@ class LoopbackServer:
     def hits(self) -> Counter[str]:
         return self._server.hits
 
+    @property
+    def times(self) -> defaultdict[str, list[float]]:
+        return self._server.times
+
     def reset(self) -> None:
         with self._server.lock:
             self._server.hits.clear()
+            self._server.times.clear()
 
 
 @contextlib.contextmanager

@@ -1,40 +1,46 @@
-"""Image download through img2dataset's machinery (Beaumont 2021, github.com/rom1504/img2dataset).
+"""Image download: fetch (:mod:`curate.net`), then decode, resize and encode with img2dataset's
+``Resizer`` (Beaumont 2021, github.com/rom1504/img2dataset), as img2dataset does.
 
-Fetching mirrors ``img2dataset.downloader.download_image`` (its user agent, redirects and
-``is_disallowed`` X-Robots-Tag opt-outs: noai, noimageai, noindex, noimageindex by default)
-with two additions: a *hard* per-request deadline, so a URL that trickles bytes can never
-hang a work unit, and a typed error class per failure. Resizing and re-encoding is
-img2dataset's own ``Resizer``, run on the task's main thread as img2dataset does.
+Fetching (:class:`curate.net.fetch.Fetcher`): aiohttp on one event loop per worker, beside the
+main thread that decodes. Every attempt has a hard deadline (``timeout``: connect + headers +
+body, from the moment its request starts; decoding is never charged to it); at most ``threads``
+requests run at once, and a worker holds at most ``buffer_bytes`` of bodies (being read or
+waiting to be decoded) before it starts more; ``max_bytes`` caps one body (a larger
+``Content-Length`` is refused before reading). Transient failures are retried ``retries`` times
+after exponential backoff with full jitter, or after the server's ``Retry-After``, capped at
+``max_retry_wait``. X-Robots-Tag opt-outs (noai, noimageai, noindex, noimageindex by default,
+as img2dataset) are honoured.
 
-Before decoding, the header is probed (PIL, lazy) so that a decompression bomb
-(width x height above ``max_pixels``) is rejected without ever being decoded, and a JPEG
-without its end-of-image marker is rejected as truncated.
+Policy (:mod:`curate.net.policy`, issue 5 §2): only ``http`` and ``https`` (``allow_schemes``
+narrows that); nothing local is ever opened. Every hop, redirects included, is checked before
+connecting: loopback, link-local, private, CGNAT, unique-local, multicast, unspecified, reserved
+and IPv4-embedding IPv6 forms are refused unless ``allow_private`` lists their range; the
+directory served by ``input.serve`` is reachable at exactly its host and port. URLs are
+percent-encoded as a browser would (spaces, quotes, non-ASCII).
+
+Decoding (:meth:`DownloadStage._decode`, the one place that touches pixels): the header is probed
+first (PIL, lazy) so that a decompression bomb (width x height above ``max_pixels``) is rejected
+without ever being decoded, and a JPEG without its end-of-image marker is rejected as truncated.
 
 Reads ``url``. Writes ``jpg`` (encoded bytes), ``width``, ``height``, ``orig_width``,
 ``orig_height``, ``orig_bytes``, ``download_status`` (null when fetched and decoded, else the
 reason) and ``download_error`` (the message). Reasons: ``http_<code>``, ``timeout``,
-``connection_reset``, ``connection_refused``, ``dns_error``, ``bad_url``, ``file_not_found``,
+``connection_reset``, ``connection_refused``, ``dns_error``, ``connect_error``, ``ssl_error``,
+``bad_response``, ``bad_url``, ``blocked_scheme``, ``blocked_address``, ``too_many_redirects``,
 ``too_large``, ``x_robots_tag``, ``not_an_image``, ``truncated_image``, ``undecodable``,
 ``decompression_bomb``; :func:`is_transient` says which are worth retrying.
 """
 
 from __future__ import annotations
 
-import http.client
 import importlib
 import importlib.util
 import io
 import os
 import re
-import socket
 import sys
 import threading
-import time
 import types
-import urllib.error
-import urllib.parse
-import urllib.request
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import
@@ -42,45 +48,66 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones 
 import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from curate.net.fetch import DEFAULT_DISALLOWED, TRANSIENT_REASONS, Fetched, Fetcher, FetchSettings, is_transient
+from curate.net.policy import DEFAULT_SCHEMES, NetPolicy, parse_networks
 from curate.schema import URL
 from curate.stages.base import Decision, Filter, ImageOutput, Resources, RunContext, StageParams, append_columns
 from curate.stages.registry import register
 
-DEFAULT_DISALLOWED = ("noai", "noimageai", "noindex", "noimageindex")  # img2dataset's defaults
-_USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0"
-#: Failure reasons worth another attempt later (a regular expression over reasons).
-TRANSIENT_REASONS = r"^(timeout|connection_reset|http_5\d\d|http_429)$"
-_TRANSIENT = re.compile(TRANSIENT_REASONS)
+__all__ = ["TRANSIENT_REASONS", "DownloadParams", "DownloadStage", "ImageOutput", "is_transient"]
 _ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
-def is_transient(reason: str | None) -> bool:
-    """Failures worth another attempt later: timeouts, 5xx/429 answers, reset connections."""
-    return bool(reason) and _TRANSIENT.match(reason) is not None
-
-
 class DownloadParams(StageParams):
-    timeout: float = Field(10.0, gt=0, description="hard deadline per attempt, seconds (connect + headers + body)")
-    retries: int = Field(0, ge=0, description="immediate extra attempts after a transient failure")
-    threads: int = Field(64, gt=0, description="concurrent requests per worker")
+    timeout: float = Field(10.0, gt=0, le=600, allow_inf_nan=False,
+                           description="hard deadline per attempt, seconds (connect + headers + body)")
+    retries: int = Field(0, ge=0, le=10, description="extra attempts after a transient failure (timeout, 5xx, 429, reset)")
+    backoff: float = Field(0.5, ge=0, le=60, allow_inf_nan=False,
+                           description="first retry waits up to this many seconds (full jitter), doubling per retry")
+    max_retry_wait: float = Field(30.0, ge=0, le=600, allow_inf_nan=False,
+                                  description="longest wait before a retry, a server's Retry-After included")
+    threads: int = Field(64, gt=0, le=1024, description="concurrent requests per worker")
     user_agent_token: str | None = Field(None, description="token named in the User-Agent and matched in X-Robots-Tag")
     disallowed_header_directives: list[str] = Field(default_factory=lambda: list(DEFAULT_DISALLOWED))
-    max_bytes: int = Field(50_000_000, gt=0, description="largest response body accepted")
+    max_bytes: int = Field(20_000_000, gt=0, le=1_000_000_000, description="largest response body accepted (too_large)")
+    buffer_bytes: int = Field(256_000_000, ge=1_000_000, le=16_000_000_000,
+                              description="body bytes one worker holds at once, being read or waiting to be decoded")
+    max_redirects: int = Field(10, ge=0, le=30, description="redirect hops followed, each one policy-checked")
+    allow_schemes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCHEMES),
+                                     description="URL schemes fetched (http and/or https)")
+    allow_private: list[str] = Field(default_factory=list,
+                                     description='address ranges reachable despite the policy, e.g. ["127.0.0.0/8"]')
     max_pixels: int = Field(Image.MAX_IMAGE_PIXELS or 89_478_485, gt=0, description="decompression-bomb guard")
     base_url: str | None = Field(None, description="resolve relative URLs against this (set by input.serve)")
 
+    @field_validator("allow_schemes")
+    @classmethod
+    def _known_schemes(cls, schemes: list[str]) -> list[str]:
+        unknown = sorted({s.lower() for s in schemes} - set(DEFAULT_SCHEMES))
+        if unknown:
+            raise ValueError(f"cannot fetch {', '.join(unknown)} (valid: http, https; serve local files with input.serve)")
+        return [s.lower() for s in schemes]
 
-@dataclass
-class Fetched:
-    body: bytes | None
+    @field_validator("allow_private")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        parse_networks(values)
+        return values
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What decoding one body gives: the encoded output and sizes, or a reason."""
+
+    data: bytes | None
+    width: int | None = None
+    height: int | None = None
+    orig_width: int | None = None
+    orig_height: int | None = None
     reason: str | None = None
     error: str | None = None
-
-
-class _Deadline(Exception):
-    pass
 
 
 _COLUMN_TYPES = {
@@ -108,9 +135,9 @@ class DownloadStage(Filter):
     def __init__(self, params: DownloadParams, name: str | None = None):
         super().__init__(params, name)
         self.image_output = ImageOutput()
+        self.served_url: str | None = None  # input.serve's base URL: the one loopback endpoint allowed
         self._resizer = None
-        self._is_disallowed = None
-        self._directives: set[str] = set()
+        self._fetcher: Fetcher | None = None
 
     @property
     def resources(self) -> Resources:
@@ -118,6 +145,7 @@ class DownloadStage(Filter):
 
     def bind(self, context: RunContext) -> None:
         self.image_output = context.image_output
+        self.served_url = context.base_url
         if context.base_url and not self.params.base_url:
             self.params = self.params.model_copy(update={"base_url": context.base_url})
 
@@ -132,120 +160,53 @@ class DownloadStage(Filter):
             encode_format=out.image_format,
             encode_quality=out.encode_quality if out.image_format != "png" else min(out.encode_quality, 9),
         )
-        self._is_disallowed = img2dataset_module("downloader").is_disallowed
-        self._directives = {d.strip().lower() for d in self.params.disallowed_header_directives}
+        p = self.params
+        settings = FetchSettings(
+            timeout=p.timeout, retries=p.retries, threads=p.threads, max_bytes=p.max_bytes, buffer_bytes=p.buffer_bytes,
+            max_redirects=p.max_redirects, backoff=p.backoff, max_retry_wait=p.max_retry_wait,
+            user_agent_token=p.user_agent_token, disallowed=frozenset(d.strip().lower() for d in p.disallowed_header_directives),
+            base_url=p.base_url)
+        if self._fetcher is not None:
+            self._fetcher.close()
+        self._fetcher = Fetcher(settings, NetPolicy.build(p.allow_schemes, p.allow_private, self.served_url))
+
+    def __getstate__(self) -> dict:
+        # the fetcher (an event loop and its thread) and the resizer belong to one process
+        return {**self.__dict__, "_fetcher": None, "_resizer": None}
 
     def process(self, batch: pa.Table) -> pa.Table:
         urls = batch.column(URL).to_pylist()
         cols: dict[str, list] = {k: [None] * len(urls) for k in self.writes}
-        for index, fetched in self._fetch_all(urls):
-            self._encode(index, fetched, cols)
+        for index, fetched in self._fetcher.fetch(urls):
+            self._record(index, fetched, cols)
         return append_columns(batch, {k: pa.array(v, _COLUMN_TYPES[k]) for k, v in cols.items()})
 
     def decide(self, scored: pa.Table) -> Decision:
         status = scored.column("download_status").combine_chunks()
         return Decision(keep=pc.is_null(status), reason=status, detail=scored.column("download_error").combine_chunks())
 
-    # -- fetching -------------------------------------------------------------------------
-
-    def _fetch_all(self, urls: list[str | None]):
-        """Yield ``(index, Fetched)`` as requests finish; a request past its deadline plus a
-        grace second is abandoned as ``timeout`` even if its thread is still blocked."""
-        p = self.params
-        grace = 1.0
-        started: dict[int, float] = {}
-        executor = ThreadPoolExecutor(max_workers=min(p.threads, max(1, len(urls))), thread_name_prefix="curate-dl")
-        futures: dict[Future, int] = {}
-        try:
-            for index, url in enumerate(urls):
-                futures[executor.submit(self._fetch_with_retries, index, url, started)] = index
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield futures[future], future.result()
-                now = time.monotonic()
-                budget = (p.timeout + grace) * (p.retries + 1)
-                for future in [f for f in pending if now - started.get(futures[f], now) > budget]:
-                    pending.discard(future)
-                    yield futures[future], Fetched(None, "timeout", f"no answer within {p.timeout:g}s (abandoned)")
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    def _fetch_with_retries(self, index: int, url: str | None, started: dict[int, float]) -> Fetched:
-        started[index] = time.monotonic()
-        result = self._fetch(url)
-        for _ in range(self.params.retries):
-            if result.body is not None or not is_transient(result.reason):
-                break
-            result = self._fetch(url)
-        return result
-
-    def _fetch(self, url: str | None) -> Fetched:
-        p = self.params
-        if not url:
-            return Fetched(None, "bad_url", "empty URL")
-        if p.base_url and "://" not in url:
-            url = urllib.parse.urljoin(p.base_url, url)
-        deadline = time.monotonic() + p.timeout
-        token = f" (compatible; {p.user_agent_token}; +https://github.com/rom1504/img2dataset)" if p.user_agent_token else ""
-        agent = _USER_AGENT + token
-        try:
-            request = urllib.request.Request(url, headers={"User-Agent": agent})
-            with urllib.request.urlopen(request, timeout=p.timeout) as response:
-                if self._disallowed(response.headers):
-                    return Fetched(None, "x_robots_tag", "use of image disallowed by X-Robots-Tag directive")
-                return self._read_body(response, deadline)
-        except _Deadline:
-            return Fetched(None, "timeout", f"body not complete within {p.timeout:g}s")
-        except (http.client.HTTPException, OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
-            return Fetched(None, *_classify(err))
-
-    def _disallowed(self, headers) -> bool:
-        if not self._directives:
-            return False
-        token = self.params.user_agent_token.strip().lower() if self.params.user_agent_token else None
-        return self._is_disallowed(headers, token, self._directives)
-
-    def _read_body(self, response, deadline: float) -> Fetched:
-        """Read in pieces, each bounded by the time left, so the deadline is hard."""
-        sock = _socket_of(response)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Deadline
-            if sock is not None:
-                sock.settimeout(remaining)
-            chunk = response.read1(1 << 16) if hasattr(response, "read1") else response.read(1 << 16)
-            if not chunk:
-                return Fetched(b"".join(chunks))
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self.params.max_bytes:
-                return Fetched(None, "too_large", f"body larger than {self.params.max_bytes} bytes")
-
-    # -- decoding -------------------------------------------------------------------------
-
-    def _encode(self, index: int, fetched: Fetched, cols: dict[str, list]) -> None:
-        """Probe, guard and resize one fetched body (main thread: img2dataset's Resizer swaps
-        process-wide file descriptors and must not run concurrently)."""
+    def _record(self, index: int, fetched: Fetched, cols: dict[str, list]) -> None:
         cols["download_status"][index], cols["download_error"][index] = fetched.reason, fetched.error
         if fetched.body is None:
             return
-        body = fetched.body
-        cols["orig_bytes"][index] = len(body)
+        cols["orig_bytes"][index] = len(fetched.body)
+        decoded = self._decode(fetched.body)
+        cols["download_status"][index], cols["download_error"][index] = decoded.reason, decoded.error
+        if decoded.reason is None:
+            cols["jpg"][index] = decoded.data
+            cols["width"][index], cols["height"][index] = decoded.width, decoded.height
+            cols["orig_width"][index], cols["orig_height"][index] = decoded.orig_width, decoded.orig_height
+
+    def _decode(self, body: bytes) -> Decoded:
+        """Probe, guard, resize and encode one body (main thread: img2dataset's Resizer swaps
+        process-wide file descriptors and must not run concurrently)."""
         reason, error = _probe(body, self.params.max_pixels)
-        if reason is None:
-            encoded, width, height, orig_width, orig_height, err = self._resizer(io.BytesIO(body))
-            if err is not None or encoded is None:
-                reason, error = "undecodable", err or "decoder returned nothing"
-            else:
-                cols["jpg"][index] = encoded
-                cols["width"][index], cols["height"][index] = width, height
-                cols["orig_width"][index], cols["orig_height"][index] = orig_width, orig_height
-        cols["download_status"][index], cols["download_error"][index] = reason, error
+        if reason is not None:
+            return Decoded(None, reason=reason, error=error)
+        encoded, width, height, orig_width, orig_height, err = self._resizer(io.BytesIO(body))
+        if err is not None or encoded is None:
+            return Decoded(None, reason="undecodable", error=err or "decoder returned nothing")
+        return Decoded(encoded, width, height, orig_width, orig_height)
 
 
 def img2dataset_module(name: str) -> types.ModuleType:
@@ -286,39 +247,5 @@ def _probe(body: bytes, max_pixels: int) -> tuple[str | None, str | None]:
     if fmt == "JPEG" and not body.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
         return "truncated_image", "JPEG without end-of-image marker"
     return None, None
-
-
-_FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
-    (TimeoutError, "timeout"),  # socket.timeout is TimeoutError
-    ((ConnectionResetError, http.client.RemoteDisconnected, http.client.IncompleteRead, BrokenPipeError), "connection_reset"),
-    (ConnectionRefusedError, "connection_refused"),
-    (socket.gaierror, "dns_error"),
-    (FileNotFoundError, "file_not_found"),
-    ((ValueError, http.client.InvalidURL), "bad_url"),
-)
-
-
-def _classify(err: BaseException) -> tuple[str, str]:
-    """(reason, detail) of a failed request; a ``URLError`` is classified by what it wraps."""
-    if isinstance(err, urllib.error.HTTPError):
-        return f"http_{err.code}", f"HTTP {err.code} {err.reason}"
-    if isinstance(err, urllib.error.URLError):
-        if isinstance(err.reason, str):
-            return ("bad_url" if err.reason.startswith("unknown url type") else "url_error"), err.reason
-        err = err.reason
-    for kinds, reason in _FAILURES:
-        if isinstance(err, kinds):
-            return reason, str(err) or type(err).__name__
-    return _snake(type(err).__name__), str(err)
-
-
-def _socket_of(response) -> socket.socket | None:
-    raw = getattr(getattr(response, "fp", None), "raw", None)
-    sock = getattr(raw, "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 

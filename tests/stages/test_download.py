@@ -16,10 +16,11 @@ from PIL import Image
 from curate.stages.download import DownloadParams, DownloadStage, ImageOutput, is_transient
 
 TIMEOUT = 1.0
+LOOPBACK = ["127.0.0.0/8"]  # the test server's range: loopback is refused unless allowed
 
 
 def make_stage(output: ImageOutput | None = None, **params) -> DownloadStage:
-    stage = DownloadStage(DownloadParams(**{"timeout": TIMEOUT, "threads": 16, **params}))
+    stage = DownloadStage(DownloadParams(**{"timeout": TIMEOUT, "threads": 16, "allow_private": LOOPBACK, **params}))
     stage.image_output = output or ImageOutput(image_size=64)
     stage.setup()
     return stage
