@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from curate.engine.retry import retry_transient_failures
 from curate.engine.rundir import RunDir
 from curate.errors import UserError
 from curate.io.readers import READ_STAGE, Unit, plan_units
+from curate.io.writers import storage_error
 from curate.stages.base import GlobalFilter, ImageOutput, RunContext, Stage
 from curate.stats.funnel import Funnel, build_funnel, render_funnel
 
@@ -31,6 +33,7 @@ class RunResult:
     funnel: Funnel
     units_run: int
     resumed: bool
+    train_data: str | None  # open_clip's --train-data for the shards (None: nothing kept)
 
 
 def run_pipeline(
@@ -53,26 +56,44 @@ def run_pipeline(
     stage_order = [READ_STAGE, *(s.name for s in stages)]
     if retry_failed and not run.manifest_path.exists():
         raise UserError(f"{run.root}: no earlier run to retry (run without --retry-failed first)")
-    resumed = run.prepare(spec, _input_fingerprint(units), len(units), overwrite)
-    run.update_manifest(stage_order=stage_order, state="running")
-    run.recover()
+    run.check_output([*(u.path for u in units), *([spec.input.serve] if spec.input.serve else [])], overwrite)
     units_run = 0
-    with _serving(spec) as base_url, ray_session(address, spec.resources):
-        context = RunContext(_image_output(spec), base_url)
-        for stage in stages:
-            stage.bind(context)
-        executor = Executor(spec.input, stages, uuid.uuid4().hex)
-        _load_global_states(executor, run, units, stages, console)
-        done = run.done_units()
-        if resumed and done:
-            console.print(f"resuming {run.root}: {len(done)} of {len(units)} units already complete")
-        units_run = run_pending(executor, run, [u for u in units if u.index not in done], spec, console)
-        if retry_failed:
-            units_run += retry_transient_failures(executor, run, units, stages, spec, console)
-    funnel = _finalize(run, units, stage_order)
+    with _storage_errors(run.root), run.locked():
+        resumed = run.prepare(spec, _input_fingerprint(units), len(units), overwrite)
+        run.update_manifest(stage_order=stage_order, state="running")
+        for line in run.recover():
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
+        with _serving(spec) as base_url, ray_session(address, spec.resources):
+            context = RunContext(_image_output(spec), base_url)
+            for stage in stages:
+                stage.bind(context)
+            executor = Executor(spec.input, stages, uuid.uuid4().hex)
+            _load_global_states(executor, run, units, stages, console)
+            done = run.done_units()
+            if resumed and done:
+                console.print(f"resuming {run.root}: {len(done)} of {len(units)} units already complete")
+            units_run = run_pending(executor, run, [u for u in units if u.index not in done], spec, console)
+            if retry_failed:
+                units_run += retry_transient_failures(executor, run, units, stages, spec, console)
+        funnel, train_data = _finalize(run, units, stage_order)
     render_funnel(funnel, console, title=spec.name)
     console.print(f"run directory: {run.root}")
-    return RunResult(run.root, funnel, units_run, resumed)
+    if train_data:
+        console.print(f"open_clip: --train-data {shlex.quote(train_data)} --train-num-samples {funnel.kept} "
+                      "--dataset-type webdataset", soft_wrap=True, markup=False, highlight=False)
+    return RunResult(run.root, funnel, units_run, resumed, train_data)
+
+
+@contextlib.contextmanager
+def _storage_errors(root: Path) -> Iterator[None]:
+    """A full, read-only or foreign output is a one-line error (issue 5 §3); the rerun resumes."""
+    try:
+        yield
+    except OSError as err:
+        failure = storage_error(err, root)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def _ensure_synth(spec: PipelineSpec) -> None:
@@ -120,14 +141,17 @@ def _load_global_states(executor: Executor, run: RunDir, units: list[Unit], stag
         stage.load_state(pq.read_table(path))
 
 
-def _finalize(run: RunDir, units: list[Unit], stage_order: list[str]) -> Funnel:
+def _finalize(run: RunDir, units: list[Unit], stage_order: list[str]) -> tuple[Funnel, str | None]:
+    """Merged counters, ``uids.npy``, ``shards/sizes.json``; the open_clip ``--train-data``."""
     unit_stats = [run.read_unit_stats(u.index) for u in units]
     funnel = build_funnel(unit_stats, stage_order)
     kept = run.write_uids()
-    if kept != funnel.kept:
-        raise RuntimeError(f"shards hold {kept} samples but the counters say {funnel.kept}")
+    sizes = run.write_sizes()
+    if not (kept == sum(sizes.values()) == funnel.kept):
+        raise RuntimeError(f"shards hold {kept} samples ({sum(sizes.values())} by their sizes) but the counters say "
+                           f"{funnel.kept}")
     (run.stats / "stats.json").write_text(json.dumps(funnel.to_json(), indent=2))
     run.update_manifest(state="complete")
     run.cleanup()
-    return funnel
+    return funnel, run.train_data(sizes) if sizes else None
 

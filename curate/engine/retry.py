@@ -2,8 +2,9 @@
 (timeout, 5xx, 429, reset), which img2dataset users have asked for since its #333 and #452.
 
 A retry round reads the affected units again, keeps only the retried rows, and writes their
-results as new parts (``<unit>-r<round>-<row>``). The unit's commit rewrites its ledgers without
-the retried rows and adjusts its counters, in the same journaled commit, so conservation holds.
+results as new parts (``<unit>-r<round>-<row>``; their shards take the next free indices). The
+unit's commit rewrites its ledgers without the retried rows and adjusts its counters, in the same
+journaled commit, so conservation holds; its marker keeps listing the unit's earlier files.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def retry_transient_failures(executor: Executor, run: RunDir, units: list[Unit],
 
     def finish(unit: int, parts: list[PartRecord]) -> None:
         removed = _rewrite_ledgers_without(run, ledgers[unit], unit, set(retry[unit]))
-        run.commit(unit, [f for p in parts for f in p.files], _adjusted_stats(run.read_unit_stats(unit), removed, parts),
-                   ledgers[unit])
+        run.commit(unit, [*(f for p in parts for f in p.files), *ledgers[unit]],
+                   _adjusted_stats(run.read_unit_stats(unit), removed, parts))
 
     stream_units(executor, run, targets, sizes, spec, console, f"retry round {round_no}", finish,
                  only_rows={u: sorted(rows) for u, rows in retry.items()}, tag=f"r{round_no}")

@@ -1,19 +1,28 @@
 """The run directory (DESIGN.md, Run directory): layout, manifest, atomic unit commits, resume.
 
-A unit is committed by a journal: the list of ``_tmp/`` -> final renames plus the unit's
-stats, written atomically first, then applied, then the stats file (the unit's completion
-marker, ``stats/units/<unit>.json``) is written and the journal removed. A crash at any
-moment leaves either no journal (nothing happened, or all of it did) or a journal that the
-next start rolls forward. Files of units without a marker are removed before they are redone,
-so a rerun after ``kill -9`` equals a clean run: no lost and no duplicated uid.
+Workers write a unit's parts under ``_tmp/`` (named by unit and row). The driver commits a
+unit by a journal: it gives each shard the next free index (``shards/00000.tar`` with its
+``.parquet`` beside, so a brace range names them all and a committed name never changes),
+records every ``_tmp/`` -> final move and the unit's marker (its counters plus each file's size),
+writes the journal atomically, applies it, writes the marker (``stats/units/<unit>.json``) and
+removes the journal. A commit whose files are missing fails; a crash at any moment leaves no
+journal or one the next start rolls forward.
+
+On every start, each done unit's files are checked against its marker (existence and size): a
+unit that lost or changed a file is redone (issue 5 §3: a shard deleted by hand was silently
+gone, a deleted shard parquet failed every rerun). Files in ``shards/`` and ``rejects/`` that no
+marker lists are leftovers of unfinished units and are removed, so a rerun after ``kill -9``
+equals a clean run: no lost and no duplicated uid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -22,10 +31,12 @@ import pyarrow.parquet as pq
 import yaml
 
 from curate.config import PipelineSpec
+from curate.engine.lock import LOCK_NAME, RunLock
 from curate.errors import UserError
 from curate.schema import uids_to_datacomp, uids_to_pairs
 
 _VERSIONED = ("curate", "ray", "pyarrow", "img2dataset", "webdataset", "open_clip_torch", "torch")
+SIZES_NAME = "sizes.json"  # open_clip_train.data.get_dataset_size reads it beside the shards
 
 
 class RunDir:
@@ -39,43 +50,58 @@ class RunDir:
         self.tmp = self.root / "_tmp"
         self.journal = self.root / "_journal"
         self.manifest_path = self.root / "manifest.json"
+        self._used: set[int] | None = None  # shard indices in use (None: not read yet)
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    def check_output(self, inputs: list[str], overwrite: bool) -> None:
+        """Refuse, before anything is written, an output that is not ours to write or delete."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"{self.root}: exists and is not a directory; choose another --output")
+        if not self.root.exists():
+            return
+        inside = [path for path in inputs if Path(path).resolve().is_relative_to(self.root)]
+        if overwrite and inside:
+            raise UserError(f"{self.root}: holds this run's input {inside[0]}; --overwrite would delete it "
+                            "(move the input out or choose another --output)")
+        if not self.manifest_path.exists() and any(p.name != LOCK_NAME for p in self.root.iterdir()):
+            fix = " (--overwrite deletes only curate runs)" if overwrite else ""
+            raise UserError(f"{self.root}: exists and is not a curate run directory (no manifest.json); "
+                            f"choose another --output{fix}")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run's exclusive lock (see :mod:`curate.engine.lock`) for the whole run."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.root):
+            yield
+
     def prepare(self, spec: PipelineSpec, input_fingerprint: list, n_units: int, overwrite: bool) -> bool:
-        """Create or reopen the run directory; returns True when resuming an earlier run."""
+        """Create or reopen the run directory (under the lock); True when resuming an earlier run."""
         fingerprint = spec.fingerprint()
-        resuming = False
-        if self.manifest_path.exists():
+        if self.manifest_path.exists() and not overwrite:
             manifest = self.manifest()
-            same = manifest.get("spec_fingerprint") == fingerprint and manifest.get("inputs") == input_fingerprint
-            if overwrite:
-                shutil.rmtree(self.root)
-            elif not same:
-                what = "spec" if manifest.get("spec_fingerprint") != fingerprint else "input files"
-                raise UserError(
-                    f"{self.root}: holds a run of a different {what}; pass --overwrite to start over, or choose another --output"
-                )
-            else:
-                resuming = True
-        elif self.root.exists() and any(self.root.iterdir()) and not overwrite:
-            raise UserError(f"{self.root}: exists and is not a curate run directory; choose another --output or pass --overwrite")
-        elif overwrite and self.root.exists():
-            shutil.rmtree(self.root)
+            if manifest.get("spec_fingerprint") == fingerprint and manifest.get("inputs") == input_fingerprint:
+                return True
+            what = "spec" if manifest.get("spec_fingerprint") != fingerprint else "input files"
+            raise UserError(f"{self.root}: holds a run of a different {what}; pass --overwrite to start over, "
+                            "or choose another --output")
+        for path in self.root.iterdir():  # check_output allowed this: a curate run, or only our lock
+            if path.name != LOCK_NAME:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        # The manifest first: a crash before it leaves only the lock file, which a rerun accepts.
+        self.write_manifest({
+            "spec_fingerprint": fingerprint,
+            "inputs": input_fingerprint,
+            "units": n_units,
+            "versions": _versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "state": "running",
+        })
+        (self.root / "pipeline.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         for path in (self.shards, self.rejects, self.unit_stats, self.state):
             path.mkdir(parents=True, exist_ok=True)
-        if not resuming:
-            resolved = spec.model_dump(mode="json")
-            (self.root / "pipeline.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-            self.write_manifest({
-                "spec_fingerprint": fingerprint,
-                "inputs": input_fingerprint,
-                "units": n_units,
-                "versions": _versions(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "state": "running",
-            })
-        return resuming
+        return False
 
     def manifest(self) -> dict:
         return json.loads(self.manifest_path.read_text())
@@ -88,16 +114,47 @@ class RunDir:
         manifest.update(fields)
         self.write_manifest(manifest)
 
-    def recover(self) -> None:
-        """Roll journals forward, drop temporary files and the leftovers of unfinished units."""
+    def recover(self) -> list[str]:
+        """Roll journals forward, check done units' files, remove leftovers; returns one line per
+        unit that must be redone."""
+        for path in (self.shards, self.rejects, self.unit_stats):
+            path.mkdir(parents=True, exist_ok=True)
+        redo = []
         for journal in sorted(self.journal.glob("*.json")) if self.journal.exists() else []:
-            self._apply_journal(journal)
+            unit, problem = self._apply_journal(journal)
+            if problem:
+                redo.append(f"unit {unit}: {problem}; redoing the unit")
+                (self.unit_stats / f"{unit:05d}.json").unlink(missing_ok=True)
+                journal.unlink()
         shutil.rmtree(self.tmp, ignore_errors=True)
-        done = self.done_units()
+        listed: set[str] = set()
+        for marker in sorted(self.unit_stats.glob("*.json")):
+            entry = json.loads(marker.read_text())
+            problem = self._damage(entry)
+            if problem:
+                redo.append(f"unit {entry['unit']}: {problem}; redoing the unit")
+                marker.unlink()
+            else:
+                listed.update(entry["files"])
         for folder in (self.shards, self.rejects):
             for path in folder.iterdir():
-                if _unit_of(path.name) not in done:
-                    path.unlink()
+                if f"{folder.name}/{path.name}" not in listed:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self._used = {_shard_index(name) for name in listed} - {None}
+        return redo
+
+    def _damage(self, entry: dict) -> str | None:
+        """What is wrong with a done unit's files, or None."""
+        files = entry.get("files")
+        if files is None:
+            return "its marker lists no files (written by an older curate)"
+        for relative, size in files.items():
+            path = self.root / relative
+            if not path.is_file():
+                return f"{relative} is missing"
+            if path.stat().st_size != size:
+                return f"{relative} has {path.stat().st_size} bytes, its marker says {size}"
+        return None
 
     def cleanup(self) -> None:
         """Remove the (now empty) temporary folders of a finished run."""
@@ -110,25 +167,64 @@ class RunDir:
 
     # -- commits ----------------------------------------------------------------------------
 
-    def commit(self, unit: int, files: list[str], stats: dict, rewrites: list[str] = ()) -> None:
+    def commit(self, unit: int, files: list[str], stats: dict) -> None:
         """Move a unit's files from ``_tmp/`` into place and write its completion marker.
 
-        ``rewrites`` are files that replace committed ones (retry rounds rewrite a ledger).
+        ``files`` are relative to ``_tmp/``; shards get the next free indices, other files keep
+        their names (a retry round's rewritten ledger replaces the committed one). A unit that
+        already has a marker (a retry round) keeps the files it lists.
         """
+        journal = self.write_journal(unit, files, stats)
+        _, problem = self._apply_journal(journal)
+        if problem:
+            raise RuntimeError(f"unit {unit}: {problem}")
+
+    def write_journal(self, unit: int, files: list[str], stats: dict) -> Path:
+        """The commit's plan, written atomically before anything moves; fails on a missing file."""
+        missing = [f for f in files if not (self.tmp / f).is_file()]
+        if missing:
+            raise RuntimeError(f"unit {unit}: its commit lists {missing[0]}, which is not in _tmp/")
+        shard_names = {}
+        for stem in sorted({Path(f).stem for f in files if f.startswith("shards/")}):
+            shard_names[stem] = f"{self._allocate():05d}"
+        moves = []
+        for relative in files:
+            path = Path(relative)
+            target = f"shards/{shard_names[path.stem]}{path.suffix}" if relative.startswith("shards/") else relative
+            moves.append([relative, target])
+        marker_path = self.unit_stats / f"{unit:05d}.json"
+        kept = json.loads(marker_path.read_text())["files"] if marker_path.exists() else {}
+        sizes = {target: (self.tmp / source).stat().st_size for source, target in moves}
         self.journal.mkdir(exist_ok=True)
         journal = self.journal / f"{unit:05d}.json"
-        _atomic_write(journal, json.dumps({"unit": unit, "files": [*files, *rewrites], "stats": stats}))
-        self._apply_journal(journal)
+        _atomic_write(journal, json.dumps({"unit": unit, "moves": moves, "marker": {**stats, "files": {**kept, **sizes}}}))
+        return journal
 
-    def _apply_journal(self, journal: Path) -> None:
+    def _apply_journal(self, journal: Path) -> tuple[int, str | None]:
+        """Apply the moves (a move already done is fine) and write the marker; or the problem."""
         entry = json.loads(journal.read_text())
-        for relative in entry["files"]:
-            source = self.tmp / relative
-            if source.exists():
-                (self.root / relative).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, self.root / relative)
-        _atomic_write(self.unit_stats / f"{entry['unit']:05d}.json", json.dumps(entry["stats"]))
+        sizes = entry["marker"]["files"]
+        for source, target in entry["moves"]:
+            if (self.tmp / source).is_file():
+                (self.root / target).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.tmp / source, self.root / target)
+            elif not ((self.root / target).is_file() and (self.root / target).stat().st_size == sizes[target]):
+                return entry["unit"], f"its commit lists {source}, which is neither in _tmp/ nor in place"
+        _atomic_write(self.unit_stats / f"{entry['unit']:05d}.json", json.dumps(entry["marker"]))
         journal.unlink()
+        return entry["unit"], None
+
+    def _allocate(self) -> int:
+        """The lowest shard index no marker uses: a unit redone after damage takes its old
+        indices back, so the names stay one contiguous range in the usual case."""
+        if self._used is None:
+            listed = [name for p in self.unit_stats.glob("*.json") for name in json.loads(p.read_text()).get("files", {})]
+            self._used = {_shard_index(name) for name in listed} - {None}
+        index = 0
+        while index in self._used:
+            index += 1
+        self._used.add(index)
+        return index
 
     def read_unit_stats(self, unit: int) -> dict:
         return json.loads((self.unit_stats / f"{unit:05d}.json").read_text())
@@ -145,10 +241,32 @@ class RunDir:
         os.replace(self.root / "uids.npy.partial", self.root / "uids.npy")
         return len(pairs)
 
+    def write_sizes(self) -> dict[str, int]:
+        """``shards/sizes.json``: tar basename -> samples, the file open_clip's trainer sizes
+        its epoch from (``get_dataset_size``; img2dataset writes the same)."""
+        sizes = {f"{p.stem}.tar": pq.ParquetFile(p).metadata.num_rows for p in sorted(self.shards.glob("*.parquet"))}
+        _atomic_write(self.shards / SIZES_NAME, json.dumps(sizes, indent=0))
+        return sizes
 
-def _unit_of(name: str) -> int | None:
-    head = name.split("-", 1)[0]
-    return int(head) if head.isdigit() else None
+    def train_data(self, sizes: dict[str, int]) -> str:
+        """The shards as one ``--train-data`` string: brace ranges of consecutive indices,
+        joined by ``::`` where a gap remains (open_clip's ``expand_urls`` reads both)."""
+        indices = sorted(int(name.removesuffix(".tar")) for name in sizes)
+        ranges: list[list[int]] = []
+        for index in indices:
+            # a range cannot cross a change of width: braceexpand pads both ends to one width
+            if ranges and index == ranges[-1][1] + 1 and len(f"{index:05d}") == len(f"{ranges[-1][0]:05d}"):
+                ranges[-1][1] = index
+            else:
+                ranges.append([index, index])
+        parts = [f"{a:05d}" if a == b else f"{{{a:05d}..{b:05d}}}" for a, b in ranges]
+        return "::".join(f"{self.shards}/{part}.tar" for part in parts)
+
+
+def _shard_index(relative: str) -> int | None:
+    folder, _, name = relative.partition("/")
+    stem = name.split(".", 1)[0]
+    return int(stem) if folder == "shards" and stem.isdigit() else None
 
 
 def _atomic_write(path: Path, text: str) -> None:

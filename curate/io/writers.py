@@ -1,12 +1,14 @@
 """Writers of one work-unit part: WebDataset shards, their metadata parquet, and the ledger.
 
-Files are written under the run's ``_tmp/`` with their final relative names; the driver
-renames them into place only when the whole unit is accounted for (see
-:mod:`curate.engine.rundir`).
+Files are written under the run's ``_tmp/``, named by unit and first row; the driver moves
+them into place (shards under their next free index) only when the whole unit is accounted for
+(see :mod:`curate.engine.rundir`). A full or read-only disk is the user's to fix: it becomes a
+one-line :class:`~curate.errors.UserError`, and the rerun resumes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.errors import UserError
 from curate.io.tar_writer import ShardTarWriter
 from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, INTERNAL, ROW, UID, UNIT, URL
 
@@ -52,8 +55,36 @@ def part_name(unit: int, row0: int, tag: str = "") -> str:
     return f"{unit:05d}-{tag + '-' if tag else ''}{row0:07d}"
 
 
+_FREE, _WRITABLE = "free some space", "make it writable"
+_STORAGE_FAULTS = {errno.ENOSPC: ("no space left on device", _FREE), errno.EDQUOT: ("disk quota exceeded", _FREE),
+                   errno.EROFS: ("read-only file system", _WRITABLE), errno.EACCES: ("permission denied", _WRITABLE),
+                   errno.EPERM: ("permission denied", _WRITABLE)}
+
+
+def storage_error(err: OSError, root: Path) -> UserError | None:
+    """The one-line error for an output that cannot be written (full, read-only, not ours), or
+    None for any other OSError (a bug). Errors naming a file elsewhere are not the output's."""
+    if err.errno not in _STORAGE_FAULTS or (err.filename is None and err.errno in (errno.EACCES, errno.EPERM)):
+        return None
+    if err.filename is not None and not Path(os.fsdecode(err.filename)).resolve().is_relative_to(root):
+        return None
+    fault, fix = _STORAGE_FAULTS[err.errno]
+    where = f" writing {os.fsdecode(err.filename)}" if err.filename else ""
+    return UserError(f"{root}: {fault}{where} ({fix} or choose another --output; rerunning the same command resumes)")
+
+
 def write_unit_part(part: pa.Table, tmp_root: Path, samples_per_shard: int, image_ext: str, tag: str = "") -> PartRecord:
     """Write the kept rows of ``part`` (rows of one unit) as shards and its drops as a ledger."""
+    try:
+        return _write_unit_part(part, tmp_root, samples_per_shard, image_ext, tag)
+    except OSError as err:
+        failure = storage_error(err, Path(tmp_root).resolve().parent)
+        if failure is None:
+            raise
+        raise failure from err
+
+
+def _write_unit_part(part: pa.Table, tmp_root: Path, samples_per_shard: int, image_ext: str, tag: str) -> PartRecord:
     unit = int(part.column(UNIT)[0].as_py())
     rows = part.column(ROW).to_numpy()
     order = np.argsort(rows, kind="stable")

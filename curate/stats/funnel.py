@@ -28,13 +28,18 @@ class Funnel:
     rows: int
     kept: int
     stages: list[StageCounts]
-    units: int
+    units: int  # units done (counted here)
+    units_total: int | None = None  # units of the whole run (manifest), when known
+    state: str = "complete"  # complete | interrupted | running (manifest state and the run's lock)
+    holder: dict | None = None  # the live driver's host, pid and start, while running
 
     def to_json(self) -> dict:
         return {
             "rows": self.rows,
             "kept": self.kept,
             "units": self.units,
+            "units_total": self.units if self.units_total is None else self.units_total,
+            "state": self.state,
             "stages": [
                 {"stage": s.stage, "in": s.rows_in, "kept": s.kept, "dropped": sum(s.dropped.values()),
                  "reasons": dict(s.dropped.most_common())}
@@ -71,13 +76,20 @@ def build_funnel(unit_stats: list[dict], stage_order: list[str]) -> Funnel:
 
 
 def load_funnel(run_dir: str | Path) -> Funnel:
-    """The funnel of a run directory, from ``stats/units/*.json`` and the resolved spec."""
+    """The funnel of a run directory, from ``stats/units/*.json`` and the manifest; a run that
+    is not complete says so, and how many of its units are done (issue 5 §7)."""
+    from curate.engine.lock import live_holder
     from curate.engine.rundir import RunDir
 
     run = RunDir(run_dir)
     manifest = run.manifest()
     unit_stats = [json.loads(p.read_text()) for p in sorted(run.unit_stats.glob("*.json"))]
-    return build_funnel(unit_stats, manifest["stage_order"])
+    funnel = build_funnel(unit_stats, manifest["stage_order"])
+    funnel.units_total = manifest["units"]
+    if manifest.get("state") != "complete":
+        funnel.holder = live_holder(run.root)
+        funnel.state = "running" if funnel.holder else "interrupted"
+    return funnel
 
 
 def render_funnel(funnel: Funnel, console: Console | None = None, title: str = "funnel") -> None:
@@ -89,3 +101,14 @@ def render_funnel(funnel: Funnel, console: Console | None = None, title: str = "
         reasons = ", ".join(f"{r} {n:,}" for r, n in s.dropped.most_common())
         table.add_row(s.stage, f"{s.rows_in:,}", f"{s.kept:,}", f"{sum(s.dropped.values()):,}", reasons)
     console.print(table)
+    if funnel.state != "complete":
+        console.print(incomplete_line(funnel), soft_wrap=True, markup=False, highlight=False)
+
+
+def incomplete_line(funnel: Funnel) -> str:
+    done = f"{funnel.units:,} of {funnel.units_total:,} units done"
+    if funnel.state == "running":
+        holder = funnel.holder or {}
+        return (f"run incomplete: still running (host {holder.get('host')}, pid {holder.get('pid')}, "
+                f"since {holder.get('since')}); {done}")
+    return f"run incomplete: interrupted; {done} (rerun the same `curate run` to finish it)"

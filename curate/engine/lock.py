@@ -1,0 +1,132 @@
+"""One driver per run directory: an exclusive lock file naming its holder (host, pid, since).
+
+Two drivers on one ``--output`` lost ~390 kept samples and broke every later rerun (issue 5 §3):
+the second one's recovery deleted the first one's ``_tmp/`` and unmarked shards. The lock is
+``fcntl.flock`` on ``<run>/curate.lock``: the kernel releases it when its holder dies, even
+by ``kill -9``, so a stale lock cannot block a rerun. Where the filesystem has no flock (some
+NFS and FUSE mounts answer ENOLCK / EOPNOTSUPP), the file is created exclusively instead and a
+leftover one is taken over only when its holder ran on this host and its pid is gone.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from curate.errors import UserError
+
+LOCK_NAME = "curate.lock"
+
+# errnos of a filesystem that cannot flock at all (as opposed to "held by someone else").
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+
+
+class RunLock:
+    """Exclusive lock of a run directory; ``with RunLock(root):`` or ``acquire()``/``release()``."""
+
+    def __init__(self, root: Path, use_flock: bool = True):
+        self.root = Path(root)
+        self.path = self.root / LOCK_NAME
+        self.use_flock = use_flock
+        self._fd: int | None = None
+        self._exclusive_file = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`UserError` naming the holder."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644) if self.use_flock else None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._held_error(read_holder(self.path)) from None
+            except OSError as err:
+                os.close(fd)
+                if err.errno not in _NO_FLOCK:
+                    raise
+                fd = None
+        if fd is None:
+            fd = self._create_exclusive()
+            self._exclusive_file = True
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_me()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        if self._exclusive_file:
+            self.path.unlink(missing_ok=True)
+        else:
+            os.ftruncate(self._fd, 0)  # the file stays (unlinking it races a waiter), naming nobody
+        os.close(self._fd)
+        self._fd = None
+
+    def _create_exclusive(self) -> int:
+        """The no-flock fallback: O_EXCL creation; a leftover of a dead pid on this host is removed."""
+        for _ in range(3):
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = read_holder(self.path)
+                if holder and holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", 0))):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise self._held_error(holder) from None
+        raise self._held_error(read_holder(self.path))
+
+    def _held_error(self, holder: dict | None) -> UserError:
+        if not holder:
+            who = "a driver that is still starting"
+        else:
+            who = f"host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('since')}"
+        fix = "wait for it to finish or choose another --output"
+        if not self.use_flock or self._exclusive_file:
+            fix += f"; if that process is gone, remove {self.path}"
+        return UserError(f"{self.root}: in use by another curate run ({who}); {fix}")
+
+
+def live_holder(root: Path) -> dict | None:
+    """Who holds a run's lock, for ``curate stats``: read, never locked (a probe lock would turn
+    away a driver starting at that instant). A released lock file is empty; one left by a
+    ``kill -9`` names a pid that is gone (checked on this host; another host's is reported)."""
+    holder = read_holder(Path(root) / LOCK_NAME)
+    if holder and (holder.get("host") != socket.gethostname() or _alive(int(holder.get("pid", 0)))):
+        return holder
+    return None
+
+
+def read_holder(path: Path) -> dict | None:
+    try:
+        text = path.read_text()
+        return json.loads(text) if text else None
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None  # just created by a holder that has not written its name yet
+
+
+def _me() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
