@@ -220,3 +220,70 @@ def test_kept_source_columns_count_as_written() -> None:
     spec["input"]["keep_columns"] = ["orig_width", "orig_height", "orig_bytes"]
     _, stages = load_spec(spec)
     assert [s.kind for s in stages] == ["image_checks"]
+
+
+# -- issue 5 §6: bounds, --set values, one line always -----------------------------------------
+
+
+@pytest.mark.parametrize(("section", "key", "value", "problem"), [
+    # before: each of these validated, then failed in a worker (OverflowError) or took it to 3 GB
+    ("output", "samples_per_shard", 10**12, "less than or equal to 1000000"),
+    ("output", "samples_per_shard", 1e12, "less than or equal to 1000000"),
+    ("output", "image_size", 20000, "less than or equal to 4096"),
+    ("input", "rows_per_unit", 10**10, "less than or equal to 1000000"),
+    ("input", "max_member_bytes", 2**40, "less than or equal to 1073741824"),
+    ("resources", "cpus", 10**6, "less than or equal to 1024"),
+    ("resources", "object_store_memory_mb", 2**40, "less than or equal to 4194304"),
+    ("output", "image_size", float("inf"), "Input should be a finite number"),
+])
+def test_upper_bounds(section, key, value, problem) -> None:
+    spec = base()
+    spec.setdefault(section, {})[key] = value
+    err = error_of(spec)
+    assert err.key == f"{section}.{key}" and problem in err.problem, str(err)
+
+
+def test_yaml_infinity_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "input: {path: x}\noutput:\n  image_size: .inf\n")
+    assert str(error_of(path)) == f"{path}: output.image_size: Input should be a finite number"
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("[unclosed", "invalid YAML: expected ',' or ']', but got '<stream end>'"),
+    ("!!python/object:os.system ls", "invalid YAML: could not determine a constructor for the tag "
+                                     "'tag:yaml.org,2002:python/object:os.system'"),
+    ("{a: 1", "invalid YAML: expected ',' or '}', but got '<stream end>'"),
+])
+def test_set_with_a_bad_yaml_value_is_one_line(tmp_path: Path, value: str, problem: str) -> None:
+    """Before: yaml's ParserError / ConstructorError traceback."""
+    path = write(tmp_path, GOOD_YAML)
+    err = error_of(path, [f"output.path={value}"])
+    assert str(err) == f"{path}: --set output.path: {problem} (fix the syntax, or quote the value)"
+    assert isinstance(err, UserError) and err.exit_code == 2
+
+
+def test_python_tag_in_a_file_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: !!python/object:os.system ls\ninput: {path: x}\n")
+    err = str(error_of(path))
+    assert err.startswith(f"{path}: line 1: invalid YAML: could not determine a constructor for the tag") and err.endswith(
+        "(fix the syntax)")
+
+
+def test_a_validator_message_is_one_line() -> None:
+    err = error_of({"input": {"path": "x", "columns": ["caption", "url"]}})
+    assert str(err) == "<dict>: input.columns: only for a headerless file: set input.header: false too"
+    err = error_of({"input": {"path": "x", "header": False, "columns": ["url", "url"]}})
+    assert str(err) == "<dict>: input.columns: names must be unique"
+
+
+def test_headerless_input_settings() -> None:
+    spec, _ = load_spec({"input": {"path": "x.tsv", "header": False, "url_column": 1, "caption_column": 0}})
+    assert (spec.input.header, spec.input.columns, spec.input.url_column, spec.input.caption_column) == (False, None, "1", "0")
+    spec, _ = load_spec({"input": {"path": "x.tsv", "header": False, "columns": ["caption", "url"]}})
+    assert spec.input.columns == ["caption", "url"] and spec.input.max_member_bytes == 20_000_000
+
+
+def test_read_is_a_reserved_stage_name() -> None:
+    err = error_of(base(stages=[{"stage": "laion_caption", "name": "read"}]))
+    assert str(err) == ("<dict>: stages[0].name: 'read' is the input reader's name in the ledger "
+                        "(give the stage another `name:`)")

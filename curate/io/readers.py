@@ -40,6 +40,8 @@ _SUFFIXES = {
     ".jsonl.gz": "jsonl",
     ".json.gz": "jsonl",
     ".tar": "webdataset",
+    ".tar.gz": "webdataset",
+    ".tgz": "webdataset",
 }
 
 

@@ -409,3 +409,60 @@ def test_parquet_units_across_row_groups(tmp_path: Path, row_group_size: int, ro
     units, tables = read_all(spec(tmp_path / "in.parquet", rows_per_unit=rows_per_unit))
     assert [t.column("url").to_pylist() for t in tables] == [urls[u.start:u.stop] for u in units]
     assert sum(t.num_rows for t in tables) == 23
+
+
+# -- headerless csv/tsv (issue 5 §7) ------------------------------------------------------
+
+
+CC_LINES = ["a dog runs on the beach\thttp://h/0.jpg", "actor attends the premiere\thttp://h/1.jpg",
+            'a "quoted" word, a comma\thttp://h/2.jpg']
+
+
+def test_headerless_tsv_in_conceptual_captions_format(tmp_path: Path) -> None:
+    """Before: the first row was taken as the header ('missing column 'url' (has: a dog runs ...)')."""
+    path = tmp_path / "Train_GCC-training.tsv"
+    path.write_text("\n".join(CC_LINES) + "\n")
+    named = spec(path, 2, header=False, columns=["caption", "url"])
+    units, tables = read_all(named)
+    assert [(u.start, u.stop) for u in units] == [(0, 2), (2, 3)]
+    rows = pa.concat_tables(tables).to_pylist()
+    assert [(r["url"], r["caption"]) for r in rows] == [
+        ("http://h/0.jpg", "a dog runs on the beach"), ("http://h/1.jpg", "actor attends the premiere"),
+        ("http://h/2.jpg", 'a "quoted" word, a comma')]
+    # without input.columns the columns are named by position, '0', '1', ... (YAML ints accepted)
+    positional = spec(path, 2, header=False, url_column=1, caption_column=0)
+    assert pa.concat_tables(read_all(positional)[1]).select(["url", "caption"]) == pa.concat_tables(tables).select(
+        ["url", "caption"])
+
+
+def test_headerless_csv_keeps_columns_and_checks_names(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("http://h/0.jpg,zero,cc-by\nhttp://h/1.jpg,one,cc-0\n")
+    rows = pa.concat_tables(read_all(spec(path, header=False, columns=["url", "caption", "license"],
+                                          keep_columns=["license"]))[1]).to_pylist()
+    assert [(r["url"], r["caption"], r["license"]) for r in rows] == [("http://h/0.jpg", "zero", "cc-by"),
+                                                                      ("http://h/1.jpg", "one", "cc-0")]
+    with pytest.raises(InputError) as info:
+        plan_units(spec(path, header=False, columns=["url", "caption"]))
+    assert_one_line(info.value, str(path), "input.columns names 2 columns but the first line has 3")
+    with pytest.raises(InputError) as info:
+        plan_units(spec(path, header=False))
+    assert_one_line(info.value, str(path), "missing column 'url' (has: 0, 1, 2;",
+                    "columns of a headerless file are named by input.columns, else '0', '1', ...")
+
+
+def test_missing_column_names_input_header(tmp_path: Path) -> None:
+    path = tmp_path / "cc.tsv"
+    path.write_text("\n".join(CC_LINES) + "\n")
+    with pytest.raises(InputError) as info:
+        plan_units(spec(path))
+    assert str(info.value) == (f"{path}: missing column 'url' (has: a dog runs on the beach, http://h/0.jpg; set "
+                               "input.url_column / input.caption_column / input.keep_columns, or input.header: false "
+                               "if the file has no header line)")
+
+
+def test_header_settings_apply_to_csv_and_tsv_only(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "in.parquet")
+    with pytest.raises(InputError) as info:
+        plan_units(spec(path, header=False))
+    assert_one_line(info.value, str(path), "input.header / input.columns apply to csv and tsv files only")
