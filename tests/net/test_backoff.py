@@ -38,5 +38,5 @@ def test_backoff_is_jittered_and_doubles_up_to_the_cap() -> None:
     rng = random.Random(0)
     for attempt, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (10, 30.0)]:
         waits = [retry_delay(attempt, backoff=0.5, cap=30, retry_after=None, rng=rng) for _ in range(200)]
-        assert 0 <= min(waits) and max(waits) <= ceiling
+        assert min(waits) >= 0 and max(waits) <= ceiling
         assert max(waits) > 0.8 * ceiling and min(waits) < 0.2 * ceiling  # spread over the whole range

@@ -4,15 +4,21 @@ reason per failure mode, the hard deadline, retries, resizing, and the decoder g
 from __future__ import annotations
 
 import io
+import json
+import os
 import socket
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from http_fixtures import GOOD_SIZE, WIDE_SIZE
+from http_fixtures import GOOD_SIZE, WIDE_SIZE, good_jpeg
 from PIL import Image
 
+from curate.errors import ConfigError
 from curate.stages.download import DownloadParams, DownloadStage, ImageOutput, is_transient
 
 TIMEOUT = 1.0
@@ -208,9 +214,20 @@ def test_decompression_bomb_guard(http_server) -> None:
 
 
 def test_max_bytes(http_server) -> None:
+    http_server.reset()
     (row,) = download(make_stage(max_bytes=1000), [http_server.url("/good/big.jpg")])
+    length = len(good_jpeg("big.jpg"))
     assert row["download_status"] == "too_large"
-    assert row["download_error"] == "body larger than 1000 bytes"
+    assert row["download_error"] == f"body larger than 1000 bytes (Content-Length {length})"
+    assert row["orig_bytes"] is None
+    # the default cap is 20 MB: a larger Content-Length is refused before reading; without one,
+    # reading stops at the cap
+    rows = download(make_stage(timeout=10), [http_server.url("/big?mb=21"), http_server.url("/big?mb=21&length=no")])
+    assert [(r["download_status"], r["download_error"]) for r in rows] == [
+        ("too_large", "body larger than 20000000 bytes (Content-Length 21000000)"),
+        ("too_large", "body larger than 20000000 bytes")]
+    (row,) = download(make_stage(timeout=10), [http_server.url("/big?mb=19&length=no")])
+    assert (row["download_status"], row["orig_bytes"]) == ("not_an_image", 19_000_000)
 
 
 def test_x_robots_tag_can_be_ignored(http_server) -> None:
@@ -252,3 +269,114 @@ def test_odd_images_decode_or_get_a_reason(shared_data: Path) -> None:
     corrupt = dict(zip(names, rows, strict=True)).get("ukbench09268_corrupt.jpg")
     if corrupt is not None:
         assert corrupt["download_status"] is not None
+
+
+def finishes(stage: DownloadStage, urls: list[str], within: float) -> list[dict]:
+    """``download`` in a thread; fails (instead of hanging the suite) when it has not returned
+    ``within`` seconds: a hang detector with a generous bound, not a timing test."""
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(download(stage, urls)), daemon=True)
+    worker.start()
+    worker.join(within)
+    assert result, f"download of {len(urls)} URLs still running after {within}s"
+    return result[0]
+
+
+def test_hostile_servers_never_cost_a_good_url(http_server) -> None:
+    """Issue 5 §1: 64 URLs whose headers drip one byte at a time and 64 that never answer, ahead
+    of good URLs in one batch, with the default threads: the old client hung forever here."""
+    stage = make_stage(threads=DownloadParams().threads)
+    good = [http_server.url(f"/good/h{i}.jpg") for i in range(32)]
+    urls = [http_server.url("/drip-headers")] * 64 + [http_server.url("/silent")] * 64 + good
+    rows = finishes(stage, urls, within=30)
+    assert {(r["download_status"], r["download_error"]) for r in rows[:128]} == {("timeout", "no complete answer within 1s")}
+    assert [r["download_status"] for r in rows[128:]] == [None] * len(good)
+
+
+def test_slow_decoding_is_not_charged_to_the_network(http_server, monkeypatch) -> None:
+    """Issue 5 §1: while one body took seconds to decode, URLs that had answered in time were
+    recorded as ``timeout (abandoned)``; decoding must not count against their deadline."""
+    stage = make_stage(threads=64)
+    decode = stage._decode
+    calls: list[int] = []
+
+    def slow_first(body: bytes):
+        calls.append(len(body))
+        if len(calls) == 1:
+            time.sleep(3 * TIMEOUT)
+        return decode(body)
+
+    monkeypatch.setattr(stage, "_decode", slow_first)
+    rows = download(stage, [http_server.url(f"/good/s{i}.jpg") for i in range(16)])
+    assert [r["download_status"] for r in rows] == [None] * 16
+    assert len(calls) == 16
+
+
+def test_retry_after_is_honoured(http_server) -> None:
+    http_server.reset()
+    (row,) = download(make_stage(retries=1, backoff=0.0), [http_server.url("/busy/a.jpg?fail=1&after=2")])
+    assert row["download_status"] is None
+    first, second = http_server.times["/busy/a.jpg"]
+    assert second - first >= 2.0  # the server asked for 2 s; without Retry-After the retry was immediate
+    # a Retry-After beyond max_retry_wait is capped, not obeyed
+    (row,) = finishes(make_stage(retries=1, backoff=0.0, max_retry_wait=0.1), [http_server.url("/busy/b.jpg?fail=1&after=3600")],
+                      within=30)
+    assert row["download_status"] is None and http_server.hits["/busy/b.jpg"] == 2
+    # a 503 without retries left is the ledger's reason
+    (row,) = download(make_stage(retries=0), [http_server.url("/busy/c.jpg?fail=1&after=1")])
+    assert (row["download_status"], row["download_error"]) == ("http_503", "HTTP 503 Service Unavailable")
+
+
+_RSS_PROBE = """
+import json, resource, sys
+import pyarrow as pa
+from curate.stages.download import DownloadParams, DownloadStage, ImageOutput
+stage = DownloadStage(DownloadParams(timeout=60, max_bytes=64_000_000, buffer_bytes=128_000_000, allow_private=["127.0.0.0/8"]))
+stage.image_output = ImageOutput(image_size=64)
+stage.setup()
+stage.process(pa.table({"url": ["http://127.0.0.1:1/warm-up.jpg"]}))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = stage.process(pa.table({"url": [sys.argv[1] + f"/big?mb=49&i={i}" for i in range(64)]}))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"growth_mb": (after - before) / 1024, "status": sorted(set(out.column("download_status").to_pylist())),
+                  "bytes": sorted(set(out.column("orig_bytes").to_pylist()))}))
+"""
+
+
+@pytest.mark.slow  # 3.1 GB through loopback: 10-30 s on 2 busy cores
+def test_body_memory_is_bounded(http_server) -> None:
+    """Issue 5 §4: 64 bodies of 49 MB took a worker to 5.4 GB (the old client buffered every
+    body at once: +4.9 GB measured). Bound: the 128 MB budget (two 49 MB bodies reserved: one
+    being decoded, one being read into a growing buffer, ~12% over-allocated), plus that body's
+    copy out of its buffer (49 MB), plus 96 MB for the client's buffers and allocator slack.
+    Measured: +232 MB."""
+    done = subprocess.run([sys.executable, "-c", _RSS_PROBE, http_server.base], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["status"] == ["not_an_image"] and result["bytes"] == [49_000_000]
+    assert result["growth_mb"] < 128 + 49 + 96, result
+
+
+def test_urls_with_spaces_are_fetched_as_a_browser_would(http_server) -> None:
+    http_server.reset()
+    rows = download(make_stage(), [http_server.url("/good/a photo.jpg"), http_server.url('/good/"quoted" <b>.jpg')])
+    assert [r["download_status"] for r in rows] == [None, None]
+    assert http_server.hits["/good/a%20photo.jpg"] == 1 and http_server.hits["/good/%22quoted%22%20%3Cb%3E.jpg"] == 1
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("timeout", float("inf"), "Input should be a finite number"),
+    ("timeout", 1e9, "Input should be less than or equal to 600"),
+    ("threads", 10**9, "Input should be less than or equal to 1024"),
+    ("max_bytes", 10**12, "Input should be less than or equal to 1000000000"),
+    ("allow_private", ["everything"], "'everything' is not a CIDR network"),
+])
+def test_unbounded_settings_are_one_line_config_errors(key, value, problem) -> None:
+    from curate.config import load_spec
+
+    spec = {"name": "x", "input": {"path": "in.parquet"}, "stages": [{"stage": "download", key: value}]}
+    with pytest.raises(ConfigError) as caught:
+        load_spec(spec)
+    message = str(caught.value)
+    assert "\n" not in message and f"stages[0].{key}" in message and problem in message, message
