@@ -100,7 +100,8 @@ def _spec(urls: Path, args) -> dict:
     return {
         "name": "bench-download",
         "input": {"path": str(urls), "url_column": "url", "caption_column": "caption", "rows_per_unit": args.rows_per_unit},
-        "stages": [{"stage": "download", "timeout": 10, "threads": args.threads}],
+        "stages": [{"stage": "download", "timeout": 10, "threads": args.threads,
+                    "allow_private": ["127.0.0.0/8"]}],
         "output": {"image_size": 256, "resize_mode": "border", "image_format": "jpg", "samples_per_shard": 10_000},
         "resources": {"cpus": args.cpus},
     }
@@ -166,7 +167,7 @@ def _profile(base: str, images: Path, args) -> None:
     from curate.stages.download import DownloadParams, DownloadStage, ImageOutput
 
     names = sorted(p.name for p in images.glob("*.jpg"))
-    stage = DownloadStage(DownloadParams(timeout=10, threads=args.threads))
+    stage = DownloadStage(DownloadParams(timeout=10, threads=args.threads, allow_private=["127.0.0.0/8"]))
     stage.image_output = ImageOutput(256, "border")
     stage.setup()
     batch = pa.table({"url": [f"{base}{names[i % len(names)]}?p={i}" for i in range(500)]})

@@ -78,7 +78,7 @@ def e2e_run(tmp_path_factory, http_server, ray_session):
             {"stage": "laion_caption"},
             {"stage": "datacomp_caption"},
             {"stage": "url_dedup"},
-            {"stage": "download", "timeout": 2, "threads": 8},
+            {"stage": "download", "timeout": 2, "threads": 8, "allow_private": ["127.0.0.0/8"]},
             {"stage": "datacomp_image"},
             {"stage": "laion_image"},
         ],

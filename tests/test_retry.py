@@ -74,7 +74,7 @@ def test_retry_failed_reattempts_only_transient_failures(tmp_path, flaky_server,
     spec = {
         "name": "retry",
         "input": {"path": str(tmp_path / "in.parquet"), "rows_per_unit": 4},
-        "stages": [{"stage": "download", "timeout": 5, "threads": 4}],
+        "stages": [{"stage": "download", "timeout": 5, "threads": 4, "allow_private": ["127.0.0.0/8"]}],
         "output": {"image_size": 32, "samples_per_shard": 3},
     }
     run = tmp_path / "run"
