@@ -188,7 +188,8 @@ def _check_order(stages: list[Stage], spec: PipelineSpec, kinds: dict[str, type[
     from curate.stages.base import GlobalFilter
 
     available = {UID, URL, CAPTION, *spec.input.keep_columns}
-    if spec.input.format == "webdataset" or str(spec.input.path).endswith(".tar"):
+    paths = spec.input.path if isinstance(spec.input.path, list) else [spec.input.path]
+    if spec.input.format == "webdataset" or any(p.lower().endswith((".tar", ".tar.gz", ".tgz")) for p in paths):
         available.add("jpg")
     for index, stage in enumerate(stages):
         missing = [column for column in stage.reads if column not in available]

@@ -287,3 +287,4 @@ def test_read_is_a_reserved_stage_name() -> None:
     err = error_of(base(stages=[{"stage": "laion_caption", "name": "read"}]))
     assert str(err) == ("<dict>: stages[0].name: 'read' is the input reader's name in the ledger "
                         "(give the stage another `name:`)")
+
