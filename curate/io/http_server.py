@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,12 @@ from curate.errors import InputError
 class _LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the default backlog of 5 drops connections under parallel download
+
+    def handle_error(self, request, client_address) -> None:
+        # The download client closes a connection on purpose (deadline, max_bytes, a worker that
+        # stopped early): not an error worth a traceback on the user's terminal.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
