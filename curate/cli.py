@@ -23,14 +23,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", help="pipeline YAML")
     run.add_argument("--output", "-o", help="run directory (default: output.path or runs/<name>)")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or an embedded Ray)")
-    run.add_argument("--overwrite", action="store_true", help="discard an existing run directory and start over")
+    run.add_argument("--overwrite", action="store_true",
+                     help="discard an existing curate run in the output directory and start over (never another "
+                          "directory, nor one holding the input)")
     run.add_argument("--retry-failed", action="store_true", help="re-attempt only transient download failures")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec value, e.g. --set stages.0.min_chars=10 (repeatable)")
 
     stats = commands.add_parser("stats", help="the funnel of a run: per stage in, kept, dropped by reason")
     stats.add_argument("run_dir")
-    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.add_argument("--json", action="store_true",
+                       help="print JSON instead of a table (state: complete | interrupted | running; units done of units_total)")
 
     sample = commands.add_parser("sample", help="write sample corpora")
     kinds = sample.add_subparsers(dest="kind", required=True)

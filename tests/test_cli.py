@@ -3,14 +3,19 @@ stderr and no traceback; ``sample synth`` and ``stats``."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from curate.cli import main
 
@@ -118,3 +123,82 @@ def test_subprocess_stats_on_a_non_run_directory(tmp_path: Path) -> None:
     result = subprocess.run([str(CURATE), "stats", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2
     assert "not a curate run directory" in one_error_line(result.stderr)
+
+
+def _caption_run(tmp_path: Path) -> Path:
+    """A finished run of 3 units (2, 2 and 1 rows; 3 of the 5 captions kept)."""
+    from curate.pipeline import run_pipeline
+
+    data = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"url": [f"http://h/{i}" for i in range(5)], "caption": ["a cat", "no", "a dog", "ok", "birds"]}),
+                   data)
+    spec = {"name": "st", "input": {"path": str(data), "rows_per_unit": 2}, "stages": [{"stage": "laion_caption"}]}
+    return run_pipeline(spec, output=str(tmp_path / "run")).run_dir
+
+
+def test_stats_of_an_interrupted_or_running_run_say_so(capsys, tmp_path: Path, ray_session) -> None:
+    """`curate stats` printed an interrupted run as if it were complete (issue 5 §7)."""
+    from curate.engine.rundir import RunDir
+
+    run = _caption_run(tmp_path)
+    code, out, _ = run_main(capsys, ["stats", str(run), "--json"])
+    assert code == 0 and json.loads(out)["state"] == "complete" and json.loads(out)["units_total"] == 3
+    code, out, _ = run_main(capsys, ["stats", str(run)])
+    assert "run incomplete" not in out
+
+    (run / "stats" / "units" / "00002.json").unlink()  # what a kill before unit 2's commit leaves
+    RunDir(run).update_manifest(state="running")
+    code, out, _ = run_main(capsys, ["stats", str(run), "--json"])
+    stats = json.loads(out)
+    assert code == 0 and (stats["state"], stats["units"], stats["units_total"], stats["rows"], stats["kept"]) == (
+        "interrupted", 2, 3, 4, 2)
+    code, out, _ = run_main(capsys, ["stats", str(run)])
+    assert "run incomplete: interrupted; 2 of 3 units done (rerun the same `curate run` to finish it)\n" in out
+
+    from curate.engine.lock import RunLock
+
+    with RunLock(run):
+        holder = json.loads((run / "curate.lock").read_text())
+        code, out, _ = run_main(capsys, ["stats", str(run)])
+        assert (f"run incomplete: still running (host {holder['host']}, pid {os.getpid()}, since {holder['since']}); "
+                "2 of 3 units done\n") in out
+        code, out, _ = run_main(capsys, ["stats", str(run), "--json"])
+        assert json.loads(out)["state"] == "running"
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_output_exits_2_naming_the_first(tmp_path: Path, synth_corpus: Path) -> None:
+    """Two `curate run` on one --output lost ~390 kept samples and broke every later rerun
+    (issue 5 §3). The second now exits 2 with one line naming the first, which finishes intact."""
+    spec = {"name": "twice", "input": {"path": str(synth_corpus / "samples.parquet"), "serve": str(synth_corpus),
+                                       "rows_per_unit": 10},
+            "stages": [{"stage": "datacomp_caption"}, {"stage": "download", "timeout": 20, "threads": 1}],
+            "output": {"samples_per_shard": 7, "image_size": 32}, "resources": {"cpus": 2}}
+    pipeline, out = tmp_path / "twice.yaml", tmp_path / "run"
+    pipeline.write_text(yaml.safe_dump(spec))
+    command = [sys.executable, "-m", "curate.cli", "run", str(pipeline), "--output", str(out)]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        holder, deadline = None, time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and not (holder and holder["pid"] == first.pid):
+            text = (out / "curate.lock").read_text() if (out / "curate.lock").exists() else ""
+            holder = json.loads(text) if text else None
+            time.sleep(0.05)
+        assert holder and holder["pid"] == first.pid, "the first run never took the lock"
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first run ended before the second could meet it"
+        assert second.returncode == 2 and second.stdout == ""
+        assert one_error_line(second.stderr) == (
+            f"curate: error: {out}: in use by another curate run (host {socket.gethostname()}, pid {first.pid}, "
+            f"since {holder['since']}); wait for it to finish or choose another --output")
+        output, _ = first.communicate(timeout=600)
+    finally:
+        first.kill()
+    assert first.returncode == 0, output
+    stats = json.loads((out / "stats" / "stats.json").read_text())
+    assert stats["rows"] == 300 and stats["state"] == "complete"
+    sizes = json.loads((out / "shards" / "sizes.json").read_text())
+    assert len(np.load(out / "uids.npy")) == stats["kept"] == sum(sizes.values())
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "30 of 30 units already complete" in " ".join(again.stderr.split())

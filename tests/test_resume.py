@@ -1,4 +1,5 @@
-"""Resume after SIGKILL: the final uids and shard contents equal an uninterrupted run's."""
+"""Resume after SIGKILL: the final uids and shard contents equal an uninterrupted run's, shard
+names stay one contiguous range, and `curate stats` on the killed run says it is incomplete."""
 
 from __future__ import annotations
 
@@ -79,6 +80,9 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, synth_corpus):
     proc.wait()
     interrupted_at = len(list(markers.glob("*.json")))
     assert 1 <= interrupted_at < 30
+    stats = subprocess.run([*CURATE, "stats", str(killed), "--json"], capture_output=True, text=True, timeout=120)
+    partial = json.loads(stats.stdout)  # it said "complete" (issue 5 §7)
+    assert (partial["state"], partial["units"], partial["units_total"]) == ("interrupted", interrupted_at, 30)
 
     resumed = _run(spec_path, killed)
     output, _ = resumed.communicate(timeout=300)
@@ -101,4 +105,9 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, synth_corpus):
     stats = json.loads((killed / "stats" / "stats.json").read_text())
     assert stats == json.loads((clean / "stats" / "stats.json").read_text())
     assert stats["rows"] == 300
+    # shard names stay one contiguous range across the kill, sized for open_clip
+    tars = sorted(p.name for p in (killed / "shards").glob("*.tar"))
+    assert tars == [f"{i:05d}.tar" for i in range(len(tars))]
+    sizes = json.loads((killed / "shards" / "sizes.json").read_text())
+    assert sizes == {name: pq.read_metadata(killed / "shards" / name.replace(".tar", ".parquet")).num_rows for name in tars}
     assert not (killed / "_tmp").exists() or not any((killed / "_tmp").rglob("*"))

@@ -4,8 +4,8 @@ Two drivers on one ``--output`` lost ~390 kept samples and broke every later rer
 the second one's recovery deleted the first one's ``_tmp/`` and unmarked shards. The lock is
 ``fcntl.flock`` on ``<run>/curate.lock``: the kernel releases it when its holder dies, even
 by ``kill -9``, so a stale lock cannot block a rerun. Where the filesystem has no flock (some
-NFS and FUSE mounts answer ENOLCK / EOPNOTSUPP), the file is created exclusively instead and a
-leftover one is taken over only when its holder ran on this host and its pid is gone.
+NFS and FUSE mounts answer ENOLCK / EOPNOTSUPP), the lock file is created exclusively instead
+and a leftover one is taken over only when its holder ran on this host and its pid is gone.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class RunLock:
         self.root = Path(root)
         self.path = self.root / LOCK_NAME
         self.use_flock = use_flock
-        self._fd: int | None = None
-        self._exclusive_file = False
+        self._fd: int | None = None  # the flocked file, while held
+        self._linked = False  # holding the no-flock fallback's lock file
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -45,8 +45,8 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`UserError` naming the holder."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644) if self.use_flock else None
-        if fd is not None:
+        if self.use_flock:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -56,44 +56,51 @@ class RunLock:
                 os.close(fd)
                 if err.errno not in _NO_FLOCK:
                     raise
-                fd = None
-        if fd is None:
-            fd = self._create_exclusive()
-            self._exclusive_file = True
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(_me()).encode(), 0)
-        self._fd = fd
+            else:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(_me()).encode(), 0)
+                self._fd = fd
+                return
+        self._link_exclusive()
+        self._linked = True
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        if self._exclusive_file:
+        if self._linked:
             self.path.unlink(missing_ok=True)
-        else:
+            self._linked = False
+        if self._fd is not None:
             os.ftruncate(self._fd, 0)  # the file stays (unlinking it races a waiter), naming nobody
-        os.close(self._fd)
-        self._fd = None
+            os.close(self._fd)
+            self._fd = None
 
-    def _create_exclusive(self) -> int:
-        """The no-flock fallback: O_EXCL creation; a leftover of a dead pid on this host is removed."""
-        for _ in range(3):
-            try:
-                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                holder = read_holder(self.path)
-                if holder and holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", 0))):
+    def _link_exclusive(self) -> None:
+        """The no-flock fallback: our name written to a file of our own, then hard-linked to the
+        lock path, which fails if it exists (atomic even on NFS), so the lock file is never seen
+        empty while held. An empty one (left by flock mode) or a dead pid's on this host is stale."""
+        mine = self.path.with_name(f"{LOCK_NAME}.{socket.gethostname()}.{os.getpid()}")
+        mine.write_text(json.dumps(_me()))
+        try:
+            for _ in range(3):
+                try:
+                    os.link(mine, self.path)
+                    return
+                except FileExistsError:
+                    holder = read_holder(self.path)
+                    if holder and (holder.get("host") != socket.gethostname() or _alive(int(holder.get("pid", 0)))):
+                        raise self._held_error(holder, stays=True) from None
                     self.path.unlink(missing_ok=True)
-                    continue
-                raise self._held_error(holder) from None
-        raise self._held_error(read_holder(self.path))
+            raise self._held_error(read_holder(self.path), stays=True)
+        finally:
+            mine.unlink(missing_ok=True)
 
-    def _held_error(self, holder: dict | None) -> UserError:
+    def _held_error(self, holder: dict | None, stays: bool = False) -> UserError:
+        """``stays``: a fallback lock file outlives a killed holder (a flock does not)."""
         if not holder:
             who = "a driver that is still starting"
         else:
             who = f"host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('since')}"
         fix = "wait for it to finish or choose another --output"
-        if not self.use_flock or self._exclusive_file:
+        if stays:
             fix += f"; if that process is gone, remove {self.path}"
         return UserError(f"{self.root}: in use by another curate run ({who}); {fix}")
 

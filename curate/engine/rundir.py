@@ -127,6 +127,8 @@ class RunDir:
                 (self.unit_stats / f"{unit:05d}.json").unlink(missing_ok=True)
                 journal.unlink()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        for partial in [*self.journal.glob("*.partial"), *self.unit_stats.glob("*.partial")]:
+            partial.unlink()  # a journal or marker cut short: nothing had acted on it
         listed: set[str] = set()
         for marker in sorted(self.unit_stats.glob("*.json")):
             entry = json.loads(marker.read_text())

@@ -55,7 +55,11 @@ def test_without_flock_a_live_holder_is_refused_and_a_dead_ones_lock_taken_over(
     with pytest.raises(UserError, match=rf"pid {os.getpid()}, .*; if that process is gone, remove {tmp_path / LOCK_NAME}"):
         RunLock(tmp_path, use_flock=False).acquire()
     first.release()
-    assert not (tmp_path / LOCK_NAME).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the lock file and our own link source are gone
+
+    (tmp_path / LOCK_NAME).write_text("")  # what a released flock leaves
+    with RunLock(tmp_path, use_flock=False):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

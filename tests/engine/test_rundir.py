@@ -156,15 +156,18 @@ def test_journal_is_rolled_forward(tmp_path) -> None:
     commit; the leftovers of a unit without a marker go."""
     run = _empty_run(tmp_path / "run")
     stats = {"unit": 3, "rows": 1, "kept": 1, "drops": {}}
-    journal = run.write_journal(3, _unit_files(run, 3, ["shards/00003-0000000.tar", "shards/00003-0000000.parquet"]), stats)
+    run.write_journal(3, _unit_files(run, 3, ["shards/00003-0000000.tar", "shards/00003-0000000.parquet"]), stats)
     os.replace(run.tmp / "shards" / "00003-0000000.tar", run.shards / "00000.tar")  # the crash came here
     (run.shards / "00001.tar").write_bytes(b"left by an unfinished unit")
     (run.rejects / "00004-0000000.parquet").write_bytes(b"left by an unfinished unit")
+    (run.journal / "00004.json.partial").write_text('{"unit": 4, "mo')  # cut short while written
+    (run.unit_stats / "00005.json.partial").write_text('{"unit": 5, "ro')
     assert RunDir(run.root).recover() == []
     assert (run.shards / "00000.tar").read_bytes() == b"shards/00003-0000000.tar of unit 3"
     assert run.read_unit_stats(3) == {**stats, "files": {"shards/00000.tar": 34, "shards/00000.parquet": 38}}
     assert sorted(p.name for p in run.shards.iterdir()) == ["00000.parquet", "00000.tar"]
-    assert not list(run.rejects.iterdir()) and not journal.exists() and not run.tmp.exists()
+    assert not list(run.rejects.iterdir()) and not list(run.journal.iterdir()) and not run.tmp.exists()
+    assert run.done_units() == {3} and sorted(p.name for p in run.unit_stats.iterdir()) == ["00003.json"]
 
 
 def test_a_journal_whose_file_is_gone_is_not_rolled_forward(tmp_path) -> None:
