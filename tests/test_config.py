@@ -231,7 +231,7 @@ def test_kept_source_columns_count_as_written() -> None:
     ("output", "samples_per_shard", 1e12, "less than or equal to 1000000"),
     ("output", "image_size", 20000, "less than or equal to 4096"),
     ("input", "rows_per_unit", 10**10, "less than or equal to 1000000"),
-    ("input", "max_member_bytes", 2**40, "less than or equal to 1073741824"),
+    ("input", "max_member_bytes", 2**40, "less than or equal to 1000000000"),
     ("resources", "cpus", 10**6, "less than or equal to 1024"),
     ("resources", "object_store_memory_mb", 2**40, "less than or equal to 4194304"),
     ("output", "image_size", float("inf"), "Input should be a finite number"),
