@@ -13,17 +13,18 @@ in its own process; each client fetches every body into memory and drops it (no 
 * ``curate_fetcher``: :class:`curate.net.fetch.Fetcher` as the stage uses it: aiohttp, the
   address policy on every hop (``allow_private: 127.0.0.0/8``), the byte budget, the deadline.
 
-Figures: images/s (best of ``--repeats``), and process CPU seconds per 1,000 images (all
-threads): on 2 cores the client's CPU is taken from decoding. Target: curate_fetcher
+Figures: images/s (best and median of ``--repeats`` rounds), and process CPU seconds per 1,000
+images (all threads): on 2 cores the client's CPU is taken from decoding. Target: curate_fetcher
 images/s >= urllib_threads images/s, every URL fetched by every client.
 
-    .venv/bin/python benchmarks/fetch.py [--images DIR] [--n 2000] [--repeats 3]
+    .venv/bin/python benchmarks/fetch.py [--images DIR] [--n 2000] [--repeats 5] [--httpx-rounds 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import time
 import urllib.request
@@ -89,7 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=C.COCO_IMAGES, help="directory of .jpg photos to serve")
     parser.add_argument("--n", type=int, default=2000, help="distinct URLs per round")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds per client (rotating order); the best counts")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (rotating order); best and median are reported")
+    parser.add_argument("--httpx-rounds", type=int, default=1, help="rounds httpx takes part in (it is ~10x slower)")
     args = parser.parse_args()
     C.claim_stdout()
     C.require(args.images, "coco-mini images")
@@ -101,6 +103,8 @@ def main() -> None:
         for round_ in range(args.repeats):
             order = list(CLIENTS)[round_ % len(CLIENTS):] + list(CLIENTS)[: round_ % len(CLIENTS)]
             for name in order:
+                if name == "httpx_async" and round_ >= args.httpx_rounds:
+                    continue
                 urls = [f"{base}{names[i % len(names)]}?r={round_}&c={name}&i={i}" for i in range(args.n)]
                 cpu0, start = time.process_time(), time.perf_counter()
                 ok = CLIENTS[name](urls)
@@ -111,6 +115,7 @@ def main() -> None:
     finally:
         C.stop(server)
     best = {name: max(r, key=lambda x: x["images_per_s"]) for name, r in runs.items()}
+    median = {name: statistics.median(x["images_per_s"] for x in r) for name, r in runs.items()}
     baseline = best["urllib_threads"]["images_per_s"]
     result = {
         "benchmark": "fetch",
@@ -118,8 +123,11 @@ def main() -> None:
         "threads": THREADS,
         "repeats": args.repeats,
         "best": best,
+        "median_images_per_s": median,
+        "median_cpu_s_per_1000": {name: statistics.median(x["cpu_s_per_1000"] for x in r) for name, r in runs.items()},
         "all_runs": runs,
         "ratio_curate_fetcher_vs_urllib_threads": round(best["curate_fetcher"]["images_per_s"] / baseline, 2),
+        "ratio_median_curate_fetcher_vs_urllib_threads": round(median["curate_fetcher"] / median["urllib_threads"], 2),
         "ratio_httpx_async_vs_urllib_threads": round(best["httpx_async"]["images_per_s"] / baseline, 2),
         "target": "curate_fetcher images/s >= urllib_threads images/s, all URLs fetched",
         "target_met": best["curate_fetcher"]["images_per_s"] >= baseline and all(b["ok"] == args.n for b in best.values()),
