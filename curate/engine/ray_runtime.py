@@ -7,8 +7,8 @@ The embedded Ray (issue 5 §2, §5, §7) is a private, loopback-only single-node
 - it binds to 127.0.0.1 (node IP, so every gRPC server and agent) and reaches nothing else: Ray's
   API-server process is not started, because its only module in ``include_dashboard=False`` mode
   (usage stats) probes cloud metadata (169.254.169.254:80, DNS for ``metadata.google.internal``)
-  on every start, usage stats on or off; the node IP is given, so Ray's driver does not probe
-  8.8.8.8:53 for a local address either;
+  on every start, usage stats on or off; the node IP stays 127.0.0.1, so Ray's driver does not
+  probe 8.8.8.8:53 for an external address either (see ``_embedded_patches``);
 - token authentication is on, with a random token per session held in the environment of the
   session's processes only (no world-readable ``~/.ray/auth_token``, no warning on the terminal);
 - worker output stays in the session's log files (no ``(map_batches pid=...)`` lines on the
@@ -100,7 +100,6 @@ class EmbeddedRay:
 
     def start(self) -> None:
         import ray
-        from ray._private import ray_constants, services
 
         root = sessions_root()
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -122,15 +121,7 @@ class EmbeddedRay:
         if self.object_store_memory:
             kwargs["object_store_memory"] = self.object_store_memory
         try:
-            # Ray turns a loopback node IP into the machine's external one (probing 8.8.8.8:53 to
-            # find it) unless clusters are off, as on macOS: then every server binds loopback.
-            # No API-server process: with include_dashboard=False it only runs the usage-stats
-            # module, which sends cloud-metadata requests off the machine; Ray treats a missing
-            # API server as one that failed to start (include_dashboard=False does not raise).
-            with (
-                mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False),
-                mock.patch.object(services, "start_api_server", _no_api_server),
-            ):
+            with _embedded_patches():
                 ray.init(**kwargs)
         except BaseException:
             self.stop(failed=True)
@@ -269,8 +260,30 @@ def _reload_ray_config() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
-def _no_api_server(*args, **kwargs) -> tuple[None, None]:
-    return None, None
+@contextlib.contextmanager
+def _embedded_patches() -> Iterator[None]:
+    """What ``ray.init`` has no switch for, changed for the length of the call only.
+
+    - Ray turns a loopback node IP into the machine's external one (probing 8.8.8.8:53 to find
+      it) unless clusters are off, as on macOS: off, every server binds 127.0.0.1.
+    - No API-server process: with ``include_dashboard=False`` it runs only the usage-stats module,
+      which sends cloud-metadata requests off the machine; Ray treats a missing API server as one
+      that failed to start, which ``include_dashboard=False`` tolerates. Waiting for it to publish
+      its URL was 6.6 s of a 24 s ``ray.init`` on 2 busy cores.
+    - No autoscaler monitor process: one node, nothing to scale (~1 s of start-up CPU).
+    - Agents run minimal (no HTTP/metrics servers) without the driver importing aiohttp and the
+      rest of the dashboard's dependencies to decide it (2.5 s of the driver's ``ray.init``).
+    """
+    from ray._private import node, ray_constants, services
+    from ray._private import utils as ray_utils
+
+    with contextlib.ExitStack() as patches:
+        patches.enter_context(mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False))
+        patches.enter_context(mock.patch.object(services, "start_api_server", lambda *a, **k: (None, None)))
+        patches.enter_context(mock.patch.object(node.Node, "start_monitor", lambda self: None))
+        minimal = ImportError("curate's embedded Ray runs Ray's agents minimal")
+        patches.enter_context(mock.patch.object(ray_utils, "get_dashboard_dependency_error", lambda: minimal))
+        yield
 
 
 def _quiet_data_context() -> None:
