@@ -51,6 +51,7 @@ class RunDir:
         self.journal = self.root / "_journal"
         self.manifest_path = self.root / "manifest.json"
         self._used: set[int] | None = None  # shard indices in use (None: not read yet)
+        self._lowest_free = 0  # no index below this is free
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class RunDir:
                 if f"{folder.name}/{path.name}" not in listed:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
         self._used = {_shard_index(name) for name in listed} - {None}
+        self._lowest_free = 0
         return redo
 
     def _damage(self, entry: dict) -> str | None:
@@ -222,11 +224,11 @@ class RunDir:
         if self._used is None:
             listed = [name for p in self.unit_stats.glob("*.json") for name in json.loads(p.read_text()).get("files", {})]
             self._used = {_shard_index(name) for name in listed} - {None}
-        index = 0
-        while index in self._used:
-            index += 1
-        self._used.add(index)
-        return index
+            self._lowest_free = 0
+        while self._lowest_free in self._used:  # indices are only freed by recover(), which resets this
+            self._lowest_free += 1
+        self._used.add(self._lowest_free)
+        return self._lowest_free
 
     def read_unit_stats(self, unit: int) -> dict:
         return json.loads((self.unit_stats / f"{unit:05d}.json").read_text())
