@@ -103,6 +103,7 @@ class EmbeddedRay:
 
         root = sessions_root()
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_private(root)
         with _root_lock(root):
             reap_dead_sessions(root)
             self.session_dir = Path(tempfile.mkdtemp(prefix="s", dir=root))
@@ -164,6 +165,14 @@ def sessions_root(tmp: str | None = None) -> Path:
     temp dir: per user, so one user's start never scans another's sessions."""
     tmp = tmp or os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
     return Path(tmp) / f"curate-ray-{os.getuid()}"
+
+
+def _check_private(root: Path) -> None:
+    """Ray makes its session dirs world-writable; ours live in a dir only this user can enter."""
+    info = root.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise UserError(f"{root}: not a private directory of this user (mode {info.st_mode & 0o777:o}, owner "
+                        f"uid {info.st_uid}); remove it, or set RAY_TMPDIR to a directory of your own")
 
 
 def reap_dead_sessions(root: Path) -> list[int]:

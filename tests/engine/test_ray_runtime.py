@@ -305,3 +305,16 @@ def test_worker_output_stays_off_the_terminal_but_errors_surface(short_tmp: Path
     kept = re.search(r"Ray's logs of this run: (\S+)", failing.stderr)
     assert kept and Path(kept.group(1)).is_dir(), failing.stderr[-3000:]
     assert "chatter-from-a-worker" not in failing.stderr + failing.stdout
+
+
+def test_a_sessions_dir_others_can_enter_is_refused(short_tmp: Path, monkeypatch) -> None:
+    """Ray makes its session dirs world-writable, so the dir holding them must be ours alone."""
+    from curate.engine.ray_runtime import EmbeddedRay, sessions_root
+    from curate.errors import UserError
+
+    monkeypatch.setenv("RAY_TMPDIR", str(short_tmp))
+    root = sessions_root()
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    with pytest.raises(UserError, match=f"^{root}: not a private directory of this user \\(mode 755"):
+        EmbeddedRay().start()
