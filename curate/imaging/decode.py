@@ -133,7 +133,7 @@ def _load(image: ImageFile.ImageFile) -> None:
         raise ImageRejected("decompression_bomb", str(err)) from None
     except EOFError as err:
         raise ImageRejected("truncated_image", _message(err)) from None
-    except (OSError, ValueError, SyntaxError, struct.error, MemoryError) as err:
+    except (OSError, ValueError, SyntaxError, struct.error) as err:
         reason = "truncated_image" if "truncated" in str(err).lower() else "undecodable"
         raise ImageRejected(reason, _message(err)) from None
 
@@ -160,8 +160,7 @@ def to_uint8(image: Image.Image) -> np.ndarray:
     by strip (at most ``_STRIP_BYTES`` of temporaries) into one preallocated array."""
     width, height = image.size
     out = np.empty((height, width) if _is_gray(image.mode) else (height, width, 3), np.uint8)
-    row_bytes = max(1, width * 8)
-    rows = max(1, _STRIP_BYTES // row_bytes)
+    rows = max(1, _STRIP_BYTES // max(1, width * 8))  # 8: the widest pixel we convert (RGBA as uint16 = 6 + 2)
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
         strip = image if (top == 0 and bottom == height) else image.crop((0, top, width, bottom))
@@ -207,4 +206,4 @@ def composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def _message(err: BaseException) -> str:
     # PIL names the in-memory file (``<_io.BytesIO object at 0x...>``): without the address the
     # ledger detail is the same on every run
-    return f"{type(err).__name__}: {_ADDRESS.sub('', str(err))}".rstrip()
+    return " ".join(f"{type(err).__name__}: {_ADDRESS.sub('', str(err))}".split())

@@ -58,7 +58,9 @@ class ImageTransformer:
     :func:`curate.imaging.decode.decoded_bytes`); bigger images are refused as
     ``decompression_bomb`` before any pixel is decoded. A JPEG is decoded at 1/2, 1/4 or 1/8
     size where that stays at least ``reduce_margin`` times the resize target on both sides;
-    ``reduce_margin=None`` always decodes at full size (the reference of the quality figures). One instance per thread.
+    ``reduce_margin=None`` always decodes at full size (the reference of the quality figures).
+    It keeps no per-call state, so threads may share one; PIL and OpenCV release the GIL while
+    they decode, resize and encode.
     """
 
     def __init__(self, output: ImageOutput, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
