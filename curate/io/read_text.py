@@ -128,12 +128,10 @@ def _read_unit_bytes(unit: Unit) -> bytes:
 
 
 def read_csv(unit: Unit, spec: InputSpec) -> tuple[pa.Table, BadRows]:
-    if spec.header:
-        with open_binary(unit.path) as handle:
-            head, names = handle.readline(), []
-    else:
-        with open_binary(unit.path) as handle:
-            head, names = b"", column_names(handle.readline(), unit.format, unit.path, spec)
+    with open_binary(unit.path) as handle:
+        first = handle.readline()
+    # With a header line, the unit's bytes are parsed behind it; a headerless unit gets the names.
+    head, names = (first, []) if spec.header else (b"", column_names(first, unit.format, unit.path, spec))
     body = head + _read_unit_bytes(unit)
     columns = required_columns(spec)
     read_options, parse = _read_options(names, spec.header), _parse_options(unit.format)

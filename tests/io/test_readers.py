@@ -466,3 +466,13 @@ def test_header_settings_apply_to_csv_and_tsv_only(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         plan_units(spec(path, header=False))
     assert_one_line(info.value, str(path), "input.header / input.columns apply to csv and tsv files only")
+
+
+@pytest.mark.parametrize("name", ["in.tar.gz", "in.tgz"])
+def test_gzipped_tar_inputs(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(write_tar(tmp_path / "plain.tar").read_bytes()))
+    (tmp_path / "plain.tar").unlink()
+    units, tables = read_all(spec(tmp_path, 4))
+    assert [(u.format, u.size) for u in units] == [("webdataset", 4), ("webdataset", 3)]
+    assert pa.concat_tables(tables).column("caption").to_pylist() == CAPTIONS
