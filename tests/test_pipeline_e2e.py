@@ -85,7 +85,7 @@ def e2e_run(tmp_path_factory, http_server, ray_session):
         "output": {"samples_per_shard": 2, "image_size": IMAGE_SIZE, "resize_mode": "center_crop"},
     }
     result = run_pipeline(spec, output=str(root / "run"))
-    uids = compute_uids(pa.array(urls), pa.array(captions), "in.parquet", 0).to_pylist()
+    uids = compute_uids(pa.array(urls), pa.array(captions), str(root / "in.parquet"), 0).to_pylist()
     return SimpleNamespace(result=result, run=root / "run", urls=urls, captions=captions, uids=uids)
 
 
