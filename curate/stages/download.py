@@ -1,5 +1,5 @@
-"""Image download: fetch (:mod:`curate.net`), then decode, resize and encode with img2dataset's
-``Resizer`` (Beaumont 2021, github.com/rom1504/img2dataset), as img2dataset does.
+"""Image download: fetch (:mod:`curate.net`), then decode, resize and encode (:mod:`curate.imaging`),
+img2dataset-compatible in output (Beaumont 2021, github.com/rom1504/img2dataset).
 
 Fetching (:class:`curate.net.fetch.Fetcher`): aiohttp on one event loop per worker, beside the
 main thread that decodes. Every attempt has a hard deadline (``timeout``: connect + headers +
@@ -18,9 +18,11 @@ and IPv4-embedding IPv6 forms are refused unless ``allow_private`` lists their r
 directory served by ``input.serve`` is reachable at exactly its host and port. URLs are
 percent-encoded as a browser would (spaces, quotes, non-ASCII).
 
-Decoding (:meth:`DownloadStage._decode`, the one place that touches pixels): the header is probed
-first (PIL, lazy) so that a decompression bomb (width x height above ``max_pixels``) is rejected
-without ever being decoded, and a JPEG without its end-of-image marker is rejected as truncated.
+Decoding (:meth:`DownloadStage._decode`, the one place that touches pixels) is
+:class:`curate.imaging.ImageTransformer`: the bytes a decode would allocate are budgeted from the
+header before any pixel is decoded (``max_decoded_bytes``, else ``decompression_bomb``), JPEGs much
+larger than the output are decoded at reduced size, EXIF orientation is applied, and a JPEG is
+truncated when its decoder runs out of data (trailing bytes after the end marker are fine).
 
 Reads ``url``. Writes ``jpg`` (encoded bytes), ``width``, ``height``, ``orig_width``,
 ``orig_height``, ``orig_bytes``, ``download_status`` (null when fetched and decoded, else the
@@ -33,23 +35,11 @@ reason) and ``download_error`` (the message). Reasons: ``http_<code>``, ``timeou
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import io
-import os
-import re
-import sys
-import threading
-import types
-from dataclasses import dataclass
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import
-
 import pyarrow as pa
 import pyarrow.compute as pc
-from PIL import Image
 from pydantic import Field, field_validator
 
+from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageResult, ImageTransformer
 from curate.net.fetch import DEFAULT_DISALLOWED, TRANSIENT_REASONS, Fetched, Fetcher, FetchSettings, is_transient
 from curate.net.policy import DEFAULT_SCHEMES, NetPolicy, parse_networks
 from curate.schema import URL
@@ -57,7 +47,6 @@ from curate.stages.base import Decision, Filter, ImageOutput, Resources, RunCont
 from curate.stages.registry import register
 
 __all__ = ["TRANSIENT_REASONS", "DownloadParams", "DownloadStage", "ImageOutput", "is_transient"]
-_ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 class DownloadParams(StageParams):
@@ -79,7 +68,9 @@ class DownloadParams(StageParams):
                                      description="URL schemes fetched (http and/or https)")
     allow_private: list[str] = Field(default_factory=list,
                                      description='address ranges reachable despite the policy, e.g. ["127.0.0.0/8"]')
-    max_pixels: int = Field(Image.MAX_IMAGE_PIXELS or 89_478_485, gt=0, description="decompression-bomb guard")
+    max_decoded_bytes: int = Field(DEFAULT_MAX_DECODED_BYTES, gt=0, le=8_000_000_000,
+                                   description="decompression-bomb guard: bytes one decode may allocate "
+                                               "(width x height x channels x bytes per channel)")
     base_url: str | None = Field(None, description="resolve relative URLs against this (set by input.serve)")
 
     @field_validator("allow_schemes")
@@ -95,19 +86,6 @@ class DownloadParams(StageParams):
     def _networks(cls, values: list[str]) -> list[str]:
         parse_networks(values)
         return values
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """What decoding one body gives: the encoded output and sizes, or a reason."""
-
-    data: bytes | None
-    width: int | None = None
-    height: int | None = None
-    orig_width: int | None = None
-    orig_height: int | None = None
-    reason: str | None = None
-    error: str | None = None
 
 
 _COLUMN_TYPES = {
@@ -136,7 +114,7 @@ class DownloadStage(Filter):
         super().__init__(params, name)
         self.image_output = ImageOutput()
         self.served_url: str | None = None  # input.serve's base URL: the one loopback endpoint allowed
-        self._resizer = None
+        self._transform: ImageTransformer | None = None
         self._fetcher: Fetcher | None = None
 
     @property
@@ -150,16 +128,7 @@ class DownloadStage(Filter):
             self.params = self.params.model_copy(update={"base_url": context.base_url})
 
     def setup(self) -> None:
-        Resizer = img2dataset_module("resizer").Resizer  # noqa: N806
-
-        out = self.image_output
-        self._resizer = Resizer(
-            image_size=out.image_size,
-            resize_mode=out.resize_mode,
-            resize_only_if_bigger=out.resize_only_if_bigger,
-            encode_format=out.image_format,
-            encode_quality=out.encode_quality if out.image_format != "png" else min(out.encode_quality, 9),
-        )
+        self._transform = ImageTransformer(self.image_output, max_decoded_bytes=self.params.max_decoded_bytes)
         p = self.params
         settings = FetchSettings(
             timeout=p.timeout, retries=p.retries, threads=p.threads, max_bytes=p.max_bytes, buffer_bytes=p.buffer_bytes,
@@ -171,8 +140,8 @@ class DownloadStage(Filter):
         self._fetcher = Fetcher(settings, NetPolicy.build(p.allow_schemes, p.allow_private, self.served_url))
 
     def __getstate__(self) -> dict:
-        # the fetcher (an event loop and its thread) and the resizer belong to one process
-        return {**self.__dict__, "_fetcher": None, "_resizer": None}
+        # the fetcher (an event loop and its thread) belongs to one process
+        return {**self.__dict__, "_fetcher": None, "_transform": None}
 
     def process(self, batch: pa.Table) -> pa.Table:
         urls = batch.column(URL).to_pylist()
@@ -197,55 +166,6 @@ class DownloadStage(Filter):
             cols["width"][index], cols["height"][index] = decoded.width, decoded.height
             cols["orig_width"][index], cols["orig_height"][index] = decoded.orig_width, decoded.orig_height
 
-    def _decode(self, body: bytes) -> Decoded:
-        """Probe, guard, resize and encode one body (main thread: img2dataset's Resizer swaps
-        process-wide file descriptors and must not run concurrently)."""
-        reason, error = _probe(body, self.params.max_pixels)
-        if reason is not None:
-            return Decoded(None, reason=reason, error=error)
-        encoded, width, height, orig_width, orig_height, err = self._resizer(io.BytesIO(body))
-        if err is not None or encoded is None:
-            return Decoded(None, reason="undecodable", error=err or "decoder returned nothing")
-        return Decoded(encoded, width, height, orig_width, orig_height)
-
-
-def img2dataset_module(name: str) -> types.ModuleType:
-    """``img2dataset.<name>`` without running the package ``__init__``: that imports its CLI and,
-    through webdataset, torch (2.4 s and ~600 MB in every download worker, against 0.9 s and
-    170 MB for the resizer and downloader modules alone)."""
-    qualified = f"img2dataset.{name}"
-    with _IMPORT_LOCK:
-        if qualified in sys.modules or "img2dataset" in sys.modules:
-            return importlib.import_module(qualified)
-        spec = importlib.util.find_spec("img2dataset")
-        package = types.ModuleType("img2dataset")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["img2dataset"] = package
-        try:
-            return importlib.import_module(qualified)
-        finally:
-            del sys.modules["img2dataset"]  # a later `import img2dataset` runs the real package
-
-
-_IMPORT_LOCK = threading.Lock()
-
-
-def _probe(body: bytes, max_pixels: int) -> tuple[str | None, str | None]:
-    """Header-only checks before any pixel is decoded."""
-    try:
-        with Image.open(io.BytesIO(body)) as image:
-            width, height = image.size
-            fmt = image.format
-    except Image.DecompressionBombError as err:
-        return "decompression_bomb", str(err)
-    except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        # PIL names the in-memory file (``<_io.BytesIO object at 0x...>``): drop the address so
-        # the ledger detail is the same on every run.
-        return "not_an_image", f"{type(err).__name__}: {_ADDRESS.sub('', str(err))}".rstrip()
-    if width * height > max_pixels:
-        return "decompression_bomb", f"{width}x{height} pixels > max_pixels={max_pixels}"
-    if fmt == "JPEG" and not body.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-        return "truncated_image", "JPEG without end-of-image marker"
-    return None, None
-
-
+    def _decode(self, body: bytes) -> ImageResult:
+        """Decode, orient, resize and encode one body (the task's main thread)."""
+        return self._transform(body)
