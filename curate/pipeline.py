@@ -21,7 +21,7 @@ from curate.engine.ray_runtime import ray_session
 from curate.engine.retry import retry_transient_failures
 from curate.engine.rundir import RunDir
 from curate.errors import UserError
-from curate.io.readers import READ_STAGE, Unit, plan_units
+from curate.io.readers import READ_STAGE, Unit, plan_units, read_stages
 from curate.io.writers import storage_error
 from curate.stages.base import GlobalFilter, ImageOutput, RunContext, Stage
 from curate.stats.funnel import Funnel, build_funnel, render_funnel
@@ -67,6 +67,9 @@ def run_pipeline(
             context = RunContext(_image_output(spec), base_url)
             for stage in stages:
                 stage.bind(context)
+            # The reader's implicit global checks (repeated input uids) run first; their drops
+            # count under "read", so stage_order above stays the user's stages.
+            stages = [*read_stages(spec.input, units), *stages]
             executor = Executor(spec.input, stages, uuid.uuid4().hex)
             _load_global_states(executor, run, units, stages, console)
             done = run.done_units()
