@@ -191,7 +191,9 @@ def _check_order(stages: list[Stage], spec: PipelineSpec, kinds: dict[str, type[
     available = {UID, URL, CAPTION, *spec.input.keep_columns}
     paths = spec.input.path if isinstance(spec.input.path, list) else [spec.input.path]
     if spec.input.format == "webdataset" or any(p.lower().endswith((".tar", ".tar.gz", ".tgz")) for p in paths):
-        available.add("jpg")
+        from curate.io.tar_images import TarImageCheck  # images of a tar input go through the download image path
+
+        available.update(TarImageCheck.writes)
     for index, stage in enumerate(stages):
         missing = [column for column in stage.reads if column not in available]
         if missing:

@@ -5,7 +5,7 @@ with one uid would also collide inside a shard.
 
 Design: the check needs the whole input, so it is a :class:`GlobalFilter`,
 :class:`DuplicateUidCheck`, that the pipeline runs as an implicit first stage whenever
-``input.uid_column`` is set (:func:`read_stages`); it catches repeats within a unit too. (A
+``input.uid_column`` is set (:func:`curate.io.readers.read_stages`); it catches repeats within a unit too. (A
 separate within-unit check in the reader would drop a unit's second occurrence with a detail
 naming its first occurrence *in that unit*, itself a repeat of an earlier unit's row; one
 mechanism keeps every detail pointing at the true first row.) Its ledger rows carry the stage
@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.config import InputSpec
 from curate.io.read_common import READ_STAGE, Unit
 from curate.schema import ROW, UID, UNIT, uids_to_pairs
 from curate.stages.base import Decision, GlobalFilter, StageParams
@@ -112,8 +111,3 @@ def _index_of(pairs: np.ndarray, state: pa.Table) -> np.ndarray:
     found = np.searchsorted(keys, pairs)
     clipped = np.minimum(found, len(keys) - 1)
     return np.where(keys[clipped] == pairs, clipped, -1).astype(np.int64)
-
-
-def read_stages(spec: InputSpec, units: list[Unit]) -> list[GlobalFilter]:
-    """Implicit stages the pipeline runs first, before the user's: the cross-unit uid check."""
-    return [DuplicateUidCheck(units)] if spec.uid_column else []

@@ -22,12 +22,14 @@ import pyarrow.compute as pc
 
 from curate.config import InputSpec
 from curate.errors import InputError
-from curate.io.duplicate_uids import read_stages
+from curate.io.duplicate_uids import DuplicateUidCheck
 from curate.io.read_common import READ_STAGE, BadRows, Unit
 from curate.io.read_parquet import plan_parquet, read_parquet
 from curate.io.read_tar import plan_tar, read_tar
 from curate.io.read_text import plan_lines, read_csv, read_jsonl
+from curate.io.tar_images import TarImageCheck
 from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, ROW, UID, UNIT, URL, compute_uids
+from curate.stages.base import Stage
 
 __all__ = ["READ_STAGE", "Unit", "expand_paths", "plan_units", "read_stages", "read_unit"]
 
@@ -97,6 +99,18 @@ def plan_units(spec: InputSpec) -> list[Unit]:
     if not units:
         raise InputError("input.path: the input files hold no rows")
     return units
+
+
+def read_stages(spec: InputSpec, units: list[Unit]) -> list[Stage]:
+    """Implicit stages the pipeline runs before the user's; their drops count under ``read``.
+
+    The cross-unit uid check comes first (a global stage replays what precedes it), then the
+    image path of tar inputs. A user's global stage after a tar input replays the image decode
+    in its observe pass until global stages checkpoint instead of replaying (issue #6)."""
+    stages: list[Stage] = [DuplicateUidCheck(units)] if spec.uid_column else []
+    if any(unit.format == "webdataset" for unit in units):
+        stages.append(TarImageCheck())
+    return stages
 
 
 # -- reading (on workers) ---------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""Images read from WebDataset tar inputs go through the download stage's image path (issue 5 §4).
+
+A tar member is as untrusted as a downloaded body: it is decoded within the same decoded-bytes
+budget, oriented, resized and re-encoded to the run's ``output`` settings by
+:class:`curate.imaging.ImageTransformer`, so shards from a tar input hold the same kind of
+images as shards from URLs, and ``image_checks`` can follow a tar input. A member that is not a
+usable image is a ledger row of the ``read`` stage with the imaging reason (``not_an_image``,
+``truncated_image``, ``undecodable``, ``decompression_bomb``); a sample without an image member
+passes unchanged. The reader has already refused members over ``input.max_member_bytes``
+(``too_large``) without reading them.
+
+Reads ``jpg``. Writes ``jpg``, ``width``, ``height``, ``orig_width``, ``orig_height``,
+``orig_bytes`` (as ``download`` does) and ``image_status``/``image_error`` (null, or the reason
+and its detail).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageTransformer
+from curate.io.read_common import READ_STAGE
+from curate.stages.base import Decision, Filter, ImageOutput, RunContext, StageParams, append_columns
+
+_COLUMN_TYPES = {
+    "jpg": pa.binary(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "orig_width": pa.int32(),
+    "orig_height": pa.int32(),
+    "orig_bytes": pa.int64(),
+    "image_status": pa.string(),
+    "image_error": pa.string(),
+}
+
+
+class TarImageCheck(Filter):
+    """Decode, check and re-encode every image of a tar input; its drops count under ``read``."""
+
+    kind = "tar_images"
+    reads = ("jpg",)
+    writes = tuple(_COLUMN_TYPES)
+
+    def __init__(self, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES):
+        super().__init__(StageParams(), name=READ_STAGE)
+        self.max_decoded_bytes = max_decoded_bytes
+        self.image_output = ImageOutput()
+        self._transform: ImageTransformer | None = None
+
+    def bind(self, context: RunContext) -> None:
+        self.image_output = context.image_output
+
+    def setup(self) -> None:
+        self._transform = ImageTransformer(self.image_output, max_decoded_bytes=self.max_decoded_bytes)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_transform": None}
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        bodies = batch.column("jpg").to_pylist()
+        cols: dict[str, list] = {name: [None] * len(bodies) for name in self.writes}
+        for index, body in enumerate(bodies):
+            if body is None:
+                continue
+            result = self._transform(body)
+            cols["orig_bytes"][index] = len(body)
+            cols["image_status"][index], cols["image_error"][index] = result.reason, result.error
+            if result.reason is None:
+                cols["jpg"][index] = result.data
+                cols["width"][index], cols["height"][index] = result.width, result.height
+                cols["orig_width"][index], cols["orig_height"][index] = result.orig_width, result.orig_height
+        return append_columns(batch, {name: pa.array(values, _COLUMN_TYPES[name]) for name, values in cols.items()})
+
+    def decide(self, scored: pa.Table) -> Decision:
+        status = scored.column("image_status").combine_chunks()
+        return Decision(keep=pc.is_null(status), reason=status, detail=scored.column("image_error").combine_chunks())
