@@ -24,7 +24,7 @@ PYTHON = sys.executable
 CURATE = str(Path(PYTHON).with_name("curate"))
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
 
 _REAL_STDOUT: int | None = None
 

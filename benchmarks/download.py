@@ -8,13 +8,13 @@ server for both tools. Both resize to 256 px ``border`` and write JPEG WebDatase
   the brief), wall time of the whole command. Also, unless ``--no-i2d-sharded``, the same
   command with ``--number_sample_per_shard N/2`` so that both of its processes get a shard
   (with its default 10,000 samples per shard, 2,000 URLs are one shard, one process).
-* curate: ``run_pipeline`` in this process after ``ray.init(num_cpus=2)`` (Ray start-up
-  reported apart). The first run after ``ray.init`` pays the workers' imports ("cold"); a
-  second run on the same Ray is "warm". Also ``curate run`` as a subprocess, whole command
-  (Ray start-up and all), for an end-to-end figure.
+* curate: ``curate run`` as a command, whole command (Ray start-up and all): the headline.
+  Also ``run_pipeline`` in this process after curate's embedded Ray has started (start-up
+  reported apart): the first run pays the workers' imports ("cold"), a second one on the same
+  Ray is "warm".
 
-Headline ratio: curate cold pipeline images/s over img2dataset (brief's command) images/s.
-Target: >= 1.0.
+Headline ratio (issue 5 §5): ``curate run`` end to end over the best img2dataset configuration
+(2 shards for 2 processes), both whole commands. Target: >= 1.5.
 
     .venv/bin/python benchmarks/download.py [--images DIR] [--n 2000] [--rows-per-unit 500]
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import sys
@@ -108,10 +107,11 @@ def _spec(urls: Path, args) -> dict:
 
 
 def _curate_in_process(urls: Path, out: Path, args) -> dict:
-    import ray
+    from curate.engine.ray_runtime import EmbeddedRay
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level=logging.WARNING)
+    embedded = EmbeddedRay(num_cpus=args.cpus)
+    embedded.start()
     ray_start = time.perf_counter() - t0
     from rich.console import Console
 
@@ -130,7 +130,7 @@ def _curate_in_process(urls: Path, out: Path, args) -> dict:
                          "images_in_shards": _count_tar_images(out / "shards"), **cpu.summary()})
             C.log("curate", runs[-1])
     finally:
-        ray.shutdown()
+        embedded.stop(failed=False)
     warm = min((r for r in runs if r["run"] == "warm"), key=lambda r: r["wall_s"])
     return {"ray_init_s": round(ray_start, 2), "cold": runs[0], "warm": warm,
             "units": -(-args.n // args.rows_per_unit)}
@@ -209,7 +209,7 @@ def main() -> None:
 
     baseline = i2d["images_per_s"]
     best_i2d = max(baseline, i2d_sharded["images_per_s"] if i2d_sharded else 0)
-    ratio = curate["cold"]["images_per_s"] / baseline
+    ratio = e2e["images_per_s"] / best_i2d if e2e else None
     result = {
         "benchmark": "download",
         "urls": args.n,
@@ -224,12 +224,12 @@ def main() -> None:
         "curate_pipeline_cold": curate["cold"],
         "curate_pipeline_warm": curate["warm"],
         "curate_run_subprocess_end_to_end": e2e,
-        "ratio_pipeline_cold_vs_img2dataset": round(ratio, 2),
-        "ratio_pipeline_warm_vs_img2dataset": round(curate["warm"]["images_per_s"] / baseline, 2),
-        "ratio_pipeline_cold_vs_best_img2dataset": round(curate["cold"]["images_per_s"] / best_i2d, 2),
+        "ratio_end_to_end_vs_best_img2dataset": round(ratio, 2) if ratio else None,
         "ratio_end_to_end_vs_img2dataset": round(e2e["images_per_s"] / baseline, 2) if e2e else None,
-        "target": "ratio_pipeline_cold_vs_img2dataset >= 1.0",
-        "target_met": ratio >= 1.0,
+        "ratio_pipeline_cold_vs_best_img2dataset": round(curate["cold"]["images_per_s"] / best_i2d, 2),
+        "ratio_pipeline_warm_vs_best_img2dataset": round(curate["warm"]["images_per_s"] / best_i2d, 2),
+        "target": "ratio_end_to_end_vs_best_img2dataset >= 1.5",
+        "target_met": bool(ratio and ratio >= 1.5),
         "all_downloaded": all(r and r["successes"] >= 0.99 * args.n for r in (i2d, curate["cold"], curate["warm"], e2e) if r),
         "machine": env,
     }

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -63,15 +62,16 @@ def _spec(path: Path, args, rows_per_unit: int | None = None) -> dict:
 
 def _child(args) -> None:
     """One CPU count, in its own process; prints one JSON line."""
-    import ray
     from rich.console import Console
 
+    from curate.engine.ray_runtime import EmbeddedRay
     from curate.pipeline import run_pipeline
 
     quiet = Console(stderr=True, quiet=True)
     work = args.workdir
     t0 = time.perf_counter()
-    ray.init(num_cpus=args.child, include_dashboard=False, logging_level=logging.WARNING)
+    embedded = EmbeddedRay(num_cpus=args.child)
+    embedded.start()
     result = {"cpus": args.child, "ray_init_s": round(time.perf_counter() - t0, 2)}
     try:
         if args.cold:
@@ -96,7 +96,7 @@ def _child(args) -> None:
                        "units": run.units_run, "rows_per_s": round(run.funnel.rows / wall), **cpu.summary(),
                        **C.cpu_delta(before, C.tree_cpu_times())})
     finally:
-        ray.shutdown()
+        embedded.stop(failed=False)
     C.emit(result)
 
 

@@ -299,7 +299,9 @@ def _quiet_data_context() -> None:
     """curate draws its own progress bar and funnel; Ray Data's per-dataset chatter goes."""
     from ray.data import DataContext
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # curate re-raises a failed task itself, as one line or with its traceback; Ray Data's own
+    # ERROR lines about it would only come first (seen on a full disk).
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
     context = DataContext.get_current()
     context.enable_progress_bars = False
