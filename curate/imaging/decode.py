@@ -79,7 +79,7 @@ def decode(body: bytes, reduce_to: Callable[[tuple[int, int]], tuple[int, int] |
     try:
         pixels = to_uint8(image)
     except ValueError as err:  # a mode PIL cannot convert
-        raise ImageRejected("undecodable", f"{type(err).__name__}: {err}") from None
+        raise ImageRejected("undecodable", _message(err)) from None
     return Decoded(pixels, stored_size, orientation)
 
 
@@ -89,7 +89,10 @@ def decoded_bytes(image: Image.Image, stored_size: tuple[int, int]) -> int:
     progressive JPEG libjpeg's whole-image coefficient buffer (2 bytes per DCT coefficient,
     allocated for the ``stored_size`` even when decoding at reduced size)."""
     width, height = image.size
-    descriptor = ImageMode.getmode(image.mode)
+    try:
+        descriptor = ImageMode.getmode(image.mode)
+    except KeyError:
+        raise ImageRejected("undecodable", f"unsupported pixel mode {image.mode!r}") from None
     channels = len(descriptor.bands)
     decoder_bytes = (4 if channels == 3 else channels) * np.dtype(descriptor.typestr).itemsize
     array_bytes = 1 if _is_gray(image.mode) else 3
