@@ -17,13 +17,14 @@ if TYPE_CHECKING:  # only its fields are read: importing curate.imaging stays li
 
 #: A JPEG is DCT-reduced (1/2, 1/4, 1/8) only as far as it stays at least this many times the
 #: resize target on both sides. Measured with benchmarks/resize.py against full decode + the same
-#: resize (mean abs error over all content pixels / PSNR; 256 px border, 224 px center_crop):
-#:   margin 1.0:  coco-mini 640 px 2.01 / 35.2 dB (border),   2000 px 1.95 / 35.8 dB (center_crop)
-#:   margin 1.25: coco-mini 640 px 1.03 / 38.8 dB (border),   2000 px 1.78 / 37.0 dB (center_crop)
-#:   margin 1.5:  coco-mini 640 px not reduced (exact),       2000 px 1.13 / 40.2 dB (center_crop)
+#: resize (mean abs error over all content pixels / PSNR; coco-mini 640 px at 256 px border, 40 of
+#: them upscaled to 2000 px at 224 px center_crop) and images per CPU-second against img2dataset:
+#:   margin 1.0:  640 px 2.01 / 35.2 dB, 1.46x;       2000 px 1.83 / 36.5 dB, 2.6x
+#:   margin 1.25: 640 px 1.03 / 38.8 dB, 1.23x;       2000 px 1.70 / 37.5 dB, 2.8x
+#:   margin 1.5:  640 px not reduced (exact), 1.15x;  2000 px 1.16 / 40.4 dB, 2.2x
 #: Area averaging over fewer than ~1.5 reduced pixels cannot undo the coarser sampling grid
-#: (about 2 levels per reduced image); 1.5 keeps every set well inside the bar (<= 2.0, >= 35 dB)
-#: and still takes 2000 px photos to ~2.3x img2dataset's speed.
+#: (about 2 levels of error per reduced photo), so 1.5 keeps every set well inside the bar
+#: (<= 2.0, >= 35 dB) at the cost of the 640 px speed-up.
 REDUCE_MARGIN = 1.5
 
 
