@@ -6,6 +6,7 @@ decode, EXIF orientation, every PIL mode to 8 bits), resize with img2dataset's g
 """
 
 from curate.imaging.decode import ACCEPTED_FORMATS, DEFAULT_MAX_DECODED_BYTES
+from curate.imaging.resize import use_one_core
 from curate.imaging.transform import ImageResult, ImageTransformer
 
-__all__ = ["ACCEPTED_FORMATS", "DEFAULT_MAX_DECODED_BYTES", "ImageResult", "ImageTransformer"]
+__all__ = ["ACCEPTED_FORMATS", "DEFAULT_MAX_DECODED_BYTES", "ImageResult", "ImageTransformer", "use_one_core"]

@@ -119,3 +119,9 @@ class Encoder:
         if not ok:
             raise RuntimeError(f"cv2.imencode({self.extension}) failed on a {pixels.shape} {pixels.dtype} array")
         return encoded.tobytes()
+
+
+def use_one_core() -> None:
+    """Keep OpenCV to the calling thread: a worker owns the one CPU its Ray resources reserve, and
+    OpenCV's own pool would oversubscribe it (img2dataset's Resizer sets this on every call)."""
+    cv2.setNumThreads(1)

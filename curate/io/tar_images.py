@@ -19,7 +19,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageTransformer
+from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageTransformer, use_one_core
 from curate.io.read_common import READ_STAGE
 from curate.stages.base import Decision, Filter, ImageOutput, RunContext, StageParams, append_columns
 
@@ -52,6 +52,7 @@ class TarImageCheck(Filter):
         self.image_output = context.image_output
 
     def setup(self) -> None:
+        use_one_core()
         self._transform = ImageTransformer(self.image_output, max_decoded_bytes=self.max_decoded_bytes)
 
     def __getstate__(self) -> dict:

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageResult, ImageTransformer
+from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageResult, ImageTransformer, use_one_core
 from curate.net.fetch import DEFAULT_DISALLOWED, TRANSIENT_REASONS, Fetched, Fetcher, FetchSettings, is_transient
 from curate.net.policy import DEFAULT_SCHEMES, NetPolicy, parse_networks
 from curate.schema import URL
@@ -128,6 +128,7 @@ class DownloadStage(Filter):
             self.params = self.params.model_copy(update={"base_url": context.base_url})
 
     def setup(self) -> None:
+        use_one_core()
         self._transform = ImageTransformer(self.image_output, max_decoded_bytes=self.params.max_decoded_bytes)
         p = self.params
         settings = FetchSettings(
