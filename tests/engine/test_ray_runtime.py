@@ -253,8 +253,9 @@ def test_reaping_spares_live_sessions_and_removes_dead_ones(short_tmp: Path) -> 
     from curate.engine.ray_runtime import LOCK_NAME, sessions_root
 
     root = sessions_root(str(short_tmp))
+    root.mkdir(mode=0o700, parents=True)  # as private as curate makes it (others may not enter)
     live = root / "slive"
-    live.mkdir(parents=True)
+    live.mkdir()
     lock = os.open(live / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     fcntl.flock(lock, fcntl.LOCK_EX)
     sleeper = [PYTHON, "-c", "import time; time.sleep(300)"]
