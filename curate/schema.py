@@ -20,6 +20,16 @@ DROP_DETAIL = "_drop_detail"
 INTERNAL = (UNIT, ROW, DROP_STAGE, DROP_REASON, DROP_DETAIL)
 #: Columns too heavy to carry on a dropped row (released when the row is dropped).
 HEAVY = ("jpg",)
+#: What an image-producing stage writes (``download``, and the ``read`` stage of tar inputs): the
+#: encoded output image, its size, and the original's size (as displayed) and bytes.
+IMAGE_COLUMN_TYPES = {
+    "jpg": pa.binary(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "orig_width": pa.int32(),
+    "orig_height": pa.int32(),
+    "orig_bytes": pa.int64(),
+}
 
 _SCHEME_AND_HOST = r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(?P<tail>.*)$"
 

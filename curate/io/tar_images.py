@@ -21,15 +21,11 @@ import pyarrow.compute as pc
 
 from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageTransformer, use_one_core
 from curate.io.read_common import READ_STAGE
+from curate.schema import IMAGE_COLUMN_TYPES
 from curate.stages.base import Decision, Filter, ImageOutput, RunContext, StageParams, append_columns
 
 _COLUMN_TYPES = {
-    "jpg": pa.binary(),
-    "width": pa.int32(),
-    "height": pa.int32(),
-    "orig_width": pa.int32(),
-    "orig_height": pa.int32(),
-    "orig_bytes": pa.int64(),
+    **IMAGE_COLUMN_TYPES,
     "image_status": pa.string(),
     "image_error": pa.string(),
 }

@@ -42,7 +42,7 @@ from pydantic import Field, field_validator
 from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageResult, ImageTransformer, use_one_core
 from curate.net.fetch import DEFAULT_DISALLOWED, TRANSIENT_REASONS, Fetched, Fetcher, FetchSettings, is_transient
 from curate.net.policy import DEFAULT_SCHEMES, NetPolicy, parse_networks
-from curate.schema import URL
+from curate.schema import IMAGE_COLUMN_TYPES, URL
 from curate.stages.base import Decision, Filter, ImageOutput, Resources, RunContext, StageParams, append_columns
 from curate.stages.registry import register
 
@@ -89,12 +89,7 @@ class DownloadParams(StageParams):
 
 
 _COLUMN_TYPES = {
-    "jpg": pa.binary(),
-    "width": pa.int32(),
-    "height": pa.int32(),
-    "orig_width": pa.int32(),
-    "orig_height": pa.int32(),
-    "orig_bytes": pa.int64(),
+    **IMAGE_COLUMN_TYPES,
     "download_status": pa.string(),
     "download_error": pa.string(),
 }
