@@ -68,7 +68,6 @@ def ray_session(address: str | None, resources: ResourcesSpec) -> Iterator[None]
     object_store = resources.object_store_memory_mb * 1024 * 1024 if resources.object_store_memory_mb else None
     embedded = EmbeddedRay(num_cpus=resources.cpus, object_store_memory=object_store)
     embedded.start()
-    _prewarm_workers(resources.cpus or os.cpu_count() or 1)
     _quiet_data_context()
     try:
         yield
@@ -294,30 +293,6 @@ def _embedded_patches() -> Iterator[None]:
         minimal = ImportError("curate's embedded Ray runs Ray's agents minimal")
         patches.enter_context(mock.patch.object(ray_utils, "get_dashboard_dependency_error", lambda: minimal))
         yield
-
-
-def _prewarm_workers(count: int) -> None:
-    """Import Ray Data and every stage family in the idle workers while the driver plans the run.
-
-    A fresh worker spends ~1 s importing them before its first block (aiohttp, OpenCV, PIL,
-    pyarrow, pydantic); the tasks of the run reuse these workers. Fire and forget: a task the
-    run needs first simply waits for a CPU. Measured on a start-up-bound `curate run` (2,000
-    loopback URLs, all refused by the address policy), 3 runs each: 11.3 s mean with it, 12.5 s
-    without."""
-    import ray
-
-    warm = ray.remote(num_cpus=1, max_retries=0)(_import_stage_modules)
-    for _ in range(count):
-        warm.remote()
-
-
-def _import_stage_modules() -> None:
-    import ray.data  # noqa: F401
-
-    from curate.io.readers import read_unit  # noqa: F401
-    from curate.stages.registry import stage_kinds
-
-    stage_kinds()
 
 
 def _quiet_data_context() -> None:
