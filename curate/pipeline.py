@@ -63,13 +63,13 @@ def run_pipeline(
         run.update_manifest(stage_order=stage_order, state="running")
         for line in run.recover():
             console.print(line, soft_wrap=True, markup=False, highlight=False)
-        with _serving(spec) as base_url, ray_session(address, spec.resources):
+        with _serving(spec) as base_url, ray_session(address, spec.resources), _storage_errors(run.root):
+            # The reader's implicit stages (repeated input uids, tar images) run first; their
+            # drops count under "read", so stage_order above stays the user's stages.
+            stages = [*read_stages(spec.input, units), *stages]
             context = RunContext(_image_output(spec), base_url)
             for stage in stages:
                 stage.bind(context)
-            # The reader's implicit global checks (repeated input uids) run first; their drops
-            # count under "read", so stage_order above stays the user's stages.
-            stages = [*read_stages(spec.input, units), *stages]
             executor = Executor(spec.input, stages, uuid.uuid4().hex)
             _load_global_states(executor, run, units, stages, console)
             done = run.done_units()

@@ -88,3 +88,17 @@ def test_image_checks_may_follow_a_tar_input(tmp_path: Path) -> None:
     path = write_tar(tmp_path / "in.tar", [sample("a", jpg=good_jpeg("x"))])
     _, stages = load_spec({"input": {"path": str(path)}, "stages": [{"stage": "datacomp_image"}]})
     assert [s.kind for s in stages] == ["datacomp_image"]
+
+
+def test_a_tar_input_run_writes_images_at_the_output_settings(tmp_path: Path, ray_session) -> None:
+    """The implicit tar-image stage is bound like the user's stages: the spec's ``output`` decides."""
+    from curate.pipeline import run_pipeline
+
+    path = write_tar(tmp_path / "in.tar", [sample("a", jpg=good_jpeg("a")), sample("b", jpg=b"not an image")])
+    spec = {"input": {"path": str(path)}, "output": {"image_size": 24, "resize_mode": "center_crop", "image_format": "png"}}
+    result = run_pipeline(spec, output=str(tmp_path / "run"))
+    assert result.funnel.to_json()["stages"][0]["reasons"] == {"not_an_image": 1}
+    with tarfile.open(tmp_path / "run" / "shards" / "00000.tar") as tar:
+        [member] = [m for m in tar if m.name.endswith(".png")]
+        with Image.open(tar.extractfile(member)) as image:
+            assert (image.format, image.size) == ("PNG", (24, 24))
