@@ -43,6 +43,15 @@ class ImageResult:
     reason: str | None = None
     error: str | None = None
 
+    def fill(self, columns: dict[str, list], index: int, body: bytes) -> None:
+        """Write row ``index`` of the image columns (``curate.schema.IMAGE_COLUMN_TYPES``): the
+        body's size always, the image and its sizes when it was transformed."""
+        columns["orig_bytes"][index] = len(body)
+        if self.reason is None:
+            columns["jpg"][index] = self.data
+            columns["width"][index], columns["height"][index] = self.width, self.height
+            columns["orig_width"][index], columns["orig_height"][index] = self.orig_width, self.orig_height
+
 
 @dataclass(frozen=True)
 class Pixels:

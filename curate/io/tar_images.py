@@ -17,12 +17,11 @@ and its detail).
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageTransformer, use_one_core
 from curate.io.read_common import READ_STAGE
 from curate.schema import IMAGE_COLUMN_TYPES
-from curate.stages.base import Decision, Filter, ImageOutput, RunContext, StageParams, append_columns
+from curate.stages.base import Decision, Filter, ImageOutput, RunContext, StageParams, append_columns, status_decision
 
 _COLUMN_TYPES = {
     **IMAGE_COLUMN_TYPES,
@@ -38,9 +37,8 @@ class TarImageCheck(Filter):
     reads = ("jpg",)
     writes = tuple(_COLUMN_TYPES)
 
-    def __init__(self, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES):
+    def __init__(self):
         super().__init__(StageParams(), name=READ_STAGE)
-        self.max_decoded_bytes = max_decoded_bytes
         self.image_output = ImageOutput()
         self._transform: ImageTransformer | None = None
 
@@ -49,7 +47,7 @@ class TarImageCheck(Filter):
 
     def setup(self) -> None:
         use_one_core()
-        self._transform = ImageTransformer(self.image_output, max_decoded_bytes=self.max_decoded_bytes)
+        self._transform = ImageTransformer(self.image_output, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_transform": None}
@@ -58,17 +56,11 @@ class TarImageCheck(Filter):
         bodies = batch.column("jpg").to_pylist()
         cols: dict[str, list] = {name: [None] * len(bodies) for name in self.writes}
         for index, body in enumerate(bodies):
-            if body is None:
-                continue
-            result = self._transform(body)
-            cols["orig_bytes"][index] = len(body)
-            cols["image_status"][index], cols["image_error"][index] = result.reason, result.error
-            if result.reason is None:
-                cols["jpg"][index] = result.data
-                cols["width"][index], cols["height"][index] = result.width, result.height
-                cols["orig_width"][index], cols["orig_height"][index] = result.orig_width, result.orig_height
+            if body is not None:
+                result = self._transform(body)
+                cols["image_status"][index], cols["image_error"][index] = result.reason, result.error
+                result.fill(cols, index, body)
         return append_columns(batch, {name: pa.array(values, _COLUMN_TYPES[name]) for name, values in cols.items()})
 
     def decide(self, scored: pa.Table) -> Decision:
-        status = scored.column("image_status").combine_chunks()
-        return Decision(keep=pc.is_null(status), reason=status, detail=scored.column("image_error").combine_chunks())
+        return status_decision(scored, "image_status", "image_error")

@@ -82,6 +82,13 @@ class Rule:
     value: pa.Array | pa.ChunkedArray
 
 
+def status_decision(scored: pa.Table, status: str, error: str) -> Decision:
+    """The decision of a filter whose ``process`` wrote a reason column ``status`` (null: keep)
+    and its detail ``error`` (``download_status``, ``image_status``)."""
+    reason = scored.column(status).combine_chunks()
+    return Decision(keep=pc.is_null(reason), reason=reason, detail=scored.column(error).combine_chunks())
+
+
 def first_failure(rules: list[Rule]) -> Decision:
     """Vectorised decision from ordered rules: each row is dropped for the first rule it fails."""
     conditions = pc.make_struct(*[pc.fill_null(rule.fails, False) for rule in rules])

@@ -36,14 +36,22 @@ reason) and ``download_error`` (the message). Reasons: ``http_<code>``, ``timeou
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageResult, ImageTransformer, use_one_core
 from curate.net.fetch import DEFAULT_DISALLOWED, TRANSIENT_REASONS, Fetched, Fetcher, FetchSettings, is_transient
 from curate.net.policy import DEFAULT_SCHEMES, NetPolicy, parse_networks
 from curate.schema import IMAGE_COLUMN_TYPES, URL
-from curate.stages.base import Decision, Filter, ImageOutput, Resources, RunContext, StageParams, append_columns
+from curate.stages.base import (
+    Decision,
+    Filter,
+    ImageOutput,
+    Resources,
+    RunContext,
+    StageParams,
+    append_columns,
+    status_decision,
+)
 from curate.stages.registry import register
 
 __all__ = ["TRANSIENT_REASONS", "DownloadParams", "DownloadStage", "ImageOutput", "is_transient"]
@@ -119,8 +127,6 @@ class DownloadStage(Filter):
     def bind(self, context: RunContext) -> None:
         self.image_output = context.image_output
         self.served_url = context.base_url
-        if context.base_url and not self.params.base_url:
-            self.params = self.params.model_copy(update={"base_url": context.base_url})
 
     def setup(self) -> None:
         use_one_core()
@@ -130,7 +136,7 @@ class DownloadStage(Filter):
             timeout=p.timeout, retries=p.retries, threads=p.threads, max_bytes=p.max_bytes, buffer_bytes=p.buffer_bytes,
             max_redirects=p.max_redirects, backoff=p.backoff, max_retry_wait=p.max_retry_wait,
             user_agent_token=p.user_agent_token, disallowed=frozenset(d.strip().lower() for d in p.disallowed_header_directives),
-            base_url=p.base_url)
+            base_url=p.base_url or self.served_url)
         if self._fetcher is not None:
             self._fetcher.close()
         self._fetcher = Fetcher(settings, NetPolicy.build(p.allow_schemes, p.allow_private, self.served_url))
@@ -147,20 +153,13 @@ class DownloadStage(Filter):
         return append_columns(batch, {k: pa.array(v, _COLUMN_TYPES[k]) for k, v in cols.items()})
 
     def decide(self, scored: pa.Table) -> Decision:
-        status = scored.column("download_status").combine_chunks()
-        return Decision(keep=pc.is_null(status), reason=status, detail=scored.column("download_error").combine_chunks())
+        return status_decision(scored, "download_status", "download_error")
 
     def _record(self, index: int, fetched: Fetched, cols: dict[str, list]) -> None:
-        cols["download_status"][index], cols["download_error"][index] = fetched.reason, fetched.error
-        if fetched.body is None:
-            return
-        cols["orig_bytes"][index] = len(fetched.body)
-        decoded = self._decode(fetched.body)
-        cols["download_status"][index], cols["download_error"][index] = decoded.reason, decoded.error
-        if decoded.reason is None:
-            cols["jpg"][index] = decoded.data
-            cols["width"][index], cols["height"][index] = decoded.width, decoded.height
-            cols["orig_width"][index], cols["orig_height"][index] = decoded.orig_width, decoded.orig_height
+        outcome = fetched if fetched.body is None else self._decode(fetched.body)
+        cols["download_status"][index], cols["download_error"][index] = outcome.reason, outcome.error
+        if fetched.body is not None:
+            outcome.fill(cols, index, fetched.body)
 
     def _decode(self, body: bytes) -> ImageResult:
         """Decode, orient, resize and encode one body (the task's main thread)."""
