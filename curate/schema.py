@@ -20,6 +20,21 @@ DROP_DETAIL = "_drop_detail"
 INTERNAL = (UNIT, ROW, DROP_STAGE, DROP_REASON, DROP_DETAIL)
 #: Columns too heavy to carry on a dropped row (released when the row is dropped).
 HEAVY = ("jpg",)
+
+
+def input_positions(batch: pa.Table) -> np.ndarray:
+    """Global input order of each row: work unit, then row within the unit (int64, unit << 32 | row)."""
+    unit = batch.column(UNIT).to_numpy().astype(np.int64)
+    row = batch.column(ROW).to_numpy().astype(np.int64)
+    return (unit << 32) | row
+
+
+def released_heavy(table: pa.Table, dropped: pa.Array) -> dict[str, pa.Array]:
+    """The heavy columns of ``table`` with the ``dropped`` rows' values released (null)."""
+    return {name: pc.if_else(dropped, pa.scalar(None, table.column(name).type), table.column(name))
+            for name in HEAVY if name in table.column_names}
+
+
 #: What an image-producing stage writes (``download``, and the ``read`` stage of tar inputs): the
 #: encoded output image, its size, and the original's size (as displayed) and bytes.
 IMAGE_COLUMN_TYPES = {

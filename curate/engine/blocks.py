@@ -9,7 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.schema import DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY
+from curate.schema import DROP_DETAIL, DROP_REASON, DROP_STAGE, released_heavy
 from curate.stages.base import Filter, Stage
 
 _NULL_STR = pa.scalar(None, pa.string())
@@ -48,10 +48,7 @@ def mark_drops(stage: Filter, scored: pa.Table) -> pa.Table:
         DROP_REASON: pc.if_else(drop, reason, _NULL_STR),
         DROP_DETAIL: pc.if_else(drop, detail, _NULL_STR),
     }
-    for name in HEAVY:
-        if name in scored.column_names:
-            column = scored.column(name)
-            updates[name] = pc.if_else(drop, pa.scalar(None, column.type), column)
+    updates.update(released_heavy(scored, drop))
     for name, values in updates.items():
         scored = scored.set_column(scored.schema.get_field_index(name), name, values)
     return scored

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.io.read_common import READ_STAGE, Unit
-from curate.schema import ROW, UID, UNIT, uids_to_pairs
+from curate.schema import UID, input_positions, uids_to_pairs
 from curate.stages.base import Decision, GlobalFilter, StageParams
 
 _STATE_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("pos", pa.int64())])
@@ -37,11 +37,6 @@ _STATE_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("pos", pa.
 
 def first_at(path: str, row: int) -> str:
     return f"first at row {row} of {path}"
-
-
-def positions(batch: pa.Table) -> np.ndarray:
-    """Global input order of each row: work unit, then row within the unit's file."""
-    return (batch.column(UNIT).to_numpy().astype(np.int64) << 32) | batch.column(ROW).to_numpy().astype(np.int64)
 
 
 class DuplicateUidCheck(GlobalFilter):
@@ -60,11 +55,12 @@ class DuplicateUidCheck(GlobalFilter):
             if not self._file_paths or self._file_paths[-1] != unit.path:
                 self._file_starts.append(unit.index)
                 self._file_paths.append(unit.path)
-        self._state: pa.Table | None = None
+        self._keys: np.ndarray | None = None
+        self._first: np.ndarray | None = None
 
     def observe(self, batch: pa.Table) -> pa.Table:
         pairs = uids_to_pairs(batch.column(UID))
-        return pa.table({"hi": pairs["f0"], "lo": pairs["f1"], "pos": positions(batch)})
+        return pa.table({"hi": pairs["f0"], "lo": pairs["f1"], "pos": input_positions(batch)})
 
     def aggregate(self, summaries: Iterable[pa.Table]) -> pa.Table:
         tables = [t for t in summaries if t.num_rows]
@@ -80,21 +76,29 @@ class DuplicateUidCheck(GlobalFilter):
         return pa.table({"hi": hi[keep], "lo": lo[keep], "pos": pos[keep]}, schema=_STATE_SCHEMA)
 
     def load_state(self, state: pa.Table) -> None:
-        self._state = state
+        # Sorted (hi, lo) keys and first positions, built once per worker, not per batch.
+        self._keys = np.zeros(state.num_rows, np.dtype("u8,u8"))
+        self._keys["f0"], self._keys["f1"] = state.column("hi").to_numpy(), state.column("lo").to_numpy()
+        self._first = state.column("pos").to_numpy()
 
     def process(self, batch: pa.Table) -> pa.Table:
         return batch  # no score column: ``decide`` looks each uid up in the state
 
     def decide(self, scored: pa.Table) -> Decision:
-        if self._state is None:
+        if self._keys is None:
             raise RuntimeError("the duplicate uid check ran before its state was loaded")
-        index = _index_of(uids_to_pairs(scored.column(UID)), self._state)
-        first = self._state.column("pos").to_numpy()[np.maximum(index, 0)] if self._state.num_rows else index
-        later = (index >= 0) & (first != positions(scored))
+        index = _index_of(uids_to_pairs(scored.column(UID)), self._keys)
+        later = index >= 0
+        if later.any():  # a known repeated uid: every row but its first occurrence goes
+            later &= self._first[np.maximum(index, 0)] != input_positions(scored)
         null = pa.scalar(None, pa.string())
         reason = pc.if_else(pa.array(later), pa.scalar("duplicate_uid"), null)
-        detail = pa.array([self._where(int(p)) if is_later else None for is_later, p in zip(later, first, strict=True)],
-                          pa.string()) if later.any() else None
+        detail = None
+        if later.any():
+            details = np.full(scored.num_rows, None, object)
+            for row in np.flatnonzero(later):
+                details[row] = self._where(int(self._first[index[row]]))
+            detail = pa.array(details, pa.string())
         return Decision(keep=pa.array(~later), reason=reason, detail=detail)
 
     def _where(self, pos: int) -> str:
@@ -102,12 +106,9 @@ class DuplicateUidCheck(GlobalFilter):
         return first_at(self._file_paths[bisect.bisect_right(self._file_starts, unit) - 1], row)
 
 
-def _index_of(pairs: np.ndarray, state: pa.Table) -> np.ndarray:
-    """Index of each uid in the (sorted) state, or -1."""
-    if state.num_rows == 0:
+def _index_of(pairs: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Index of each uid in the sorted ``keys``, or -1."""
+    if len(keys) == 0:
         return np.full(len(pairs), -1, np.int64)
-    keys = np.zeros(state.num_rows, np.dtype("u8,u8"))
-    keys["f0"], keys["f1"] = state.column("hi").to_numpy(), state.column("lo").to_numpy()
-    found = np.searchsorted(keys, pairs)
-    clipped = np.minimum(found, len(keys) - 1)
+    clipped = np.minimum(np.searchsorted(keys, pairs), len(keys) - 1)
     return np.where(keys[clipped] == pairs, clipped, -1).astype(np.int64)

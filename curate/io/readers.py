@@ -28,8 +28,8 @@ from curate.io.read_parquet import plan_parquet, read_parquet
 from curate.io.read_tar import plan_tar, read_tar
 from curate.io.read_text import plan_lines, read_csv, read_jsonl
 from curate.io.tar_images import TarImageCheck
-from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, ROW, UID, UNIT, URL, compute_uids
-from curate.stages.base import Stage
+from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, ROW, UID, UNIT, URL, compute_uids, released_heavy
+from curate.stages.base import Stage, append_columns
 
 __all__ = ["READ_STAGE", "Unit", "expand_paths", "plan_units", "read_stages", "read_unit"]
 
@@ -137,12 +137,10 @@ def _with_bookkeeping(table: pa.Table, unit: Unit, spec: InputSpec, bad: BadRows
     columns[UNIT] = pa.array(np.full(n, unit.index, np.int32))
     columns[ROW] = pa.array(np.arange(unit.start, unit.stop, dtype=np.int32))
     columns[DROP_STAGE], columns[DROP_REASON], columns[DROP_DETAIL] = _read_drops(n, bad)
+    table = pa.table(columns)
     if bad:  # a dropped row releases its heavy columns, as after any stage (engine/blocks.py)
-        dropped = pa.array(np.isin(np.arange(n), list(bad)))
-        for name in HEAVY:
-            if name in columns:
-                columns[name] = pc.if_else(dropped, pa.scalar(None, columns[name].type), columns[name])
-    return pa.table(columns)
+        table = append_columns(table, released_heavy(table, pa.array(np.isin(np.arange(n), list(bad)))))
+    return table
 
 
 def _read_drops(n: int, bad: BadRows) -> tuple[pa.Array, pa.Array, pa.Array]:

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.schema import ROW, UID, UNIT, URL, normalize_urls
+from curate.schema import UID, URL, input_positions, normalize_urls
 from curate.stages.base import Decision, GlobalFilter, StageParams, append_columns
 from curate.stages.registry import register
 
@@ -31,13 +31,6 @@ def url_hashes(urls: pa.Array) -> np.ndarray:
     """Deterministic 64-bit hashes of normalised URLs (pandas' vectorised SipHash)."""
     normalised = normalize_urls(urls).to_numpy(zero_copy_only=False).astype(object)
     return pd.util.hash_array(normalised, categorize=False)
-
-
-def input_positions(batch: pa.Table) -> np.ndarray:
-    """Global input order of each row: work unit, then row within the unit."""
-    unit = batch.column(UNIT).to_numpy().astype(np.int64)
-    row = batch.column(ROW).to_numpy().astype(np.int64)
-    return (unit << 32) | row
 
 
 @register
