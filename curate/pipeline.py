@@ -148,11 +148,9 @@ def _finalize(run: RunDir, units: list[Unit], stage_order: list[str]) -> tuple[F
     """Merged counters, ``uids.npy``, ``shards/sizes.json``; the open_clip ``--train-data``."""
     unit_stats = [run.read_unit_stats(u.index) for u in units]
     funnel = build_funnel(unit_stats, stage_order)
-    kept = run.write_uids()
-    sizes = run.write_sizes()
-    if not (kept == sum(sizes.values()) == funnel.kept):
-        raise RuntimeError(f"shards hold {kept} samples ({sum(sizes.values())} by their sizes) but the counters say "
-                           f"{funnel.kept}")
+    sizes = run.write_uids_and_sizes()
+    if sum(sizes.values()) != funnel.kept:
+        raise RuntimeError(f"shards hold {sum(sizes.values())} samples but the counters say {funnel.kept}")
     (run.stats / "stats.json").write_text(json.dumps(funnel.to_json(), indent=2))
     run.update_manifest(state="complete")
     run.cleanup()

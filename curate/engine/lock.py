@@ -18,6 +18,8 @@ import socket
 import time
 from pathlib import Path
 
+import psutil
+
 from curate.errors import UserError
 
 LOCK_NAME = "curate.lock"
@@ -85,8 +87,8 @@ class RunLock:
                     os.link(mine, self.path)
                     return
                 except FileExistsError:
-                    holder = read_holder(self.path)
-                    if holder and (holder.get("host") != socket.gethostname() or _alive(int(holder.get("pid", 0)))):
+                    holder = live_holder(self.root)
+                    if holder:
                         raise self._held_error(holder, stays=True) from None
                     self.path.unlink(missing_ok=True)
             raise self._held_error(read_holder(self.path), stays=True)
@@ -110,9 +112,10 @@ def live_holder(root: Path) -> dict | None:
     away a driver starting at that instant). A released lock file is empty; one left by a
     ``kill -9`` names a pid that is gone (checked on this host; another host's is reported)."""
     holder = read_holder(Path(root) / LOCK_NAME)
-    if holder and (holder.get("host") != socket.gethostname() or _alive(int(holder.get("pid", 0)))):
-        return holder
-    return None
+    if not holder:
+        return None
+    pid = int(holder.get("pid", 0))
+    return holder if holder.get("host") != socket.gethostname() or (pid > 0 and psutil.pid_exists(pid)) else None
 
 
 def read_holder(path: Path) -> dict | None:
@@ -125,15 +128,3 @@ def read_holder(path: Path) -> dict | None:
 
 def _me() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    return True

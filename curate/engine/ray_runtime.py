@@ -69,19 +69,17 @@ def ray_session(address: str | None, resources: ResourcesSpec) -> Iterator[None]
     embedded = EmbeddedRay(num_cpus=resources.cpus, object_store_memory=object_store)
     embedded.start()
     _quiet_data_context()
+    failed = False
     try:
         yield
     except Exception as error:
         # A bug or a crashed worker: keep Ray's logs and name them (a user mistake needs none).
-        keep = not isinstance(error, UserError)
-        embedded.stop(failed=keep)
-        if keep:
+        failed = not isinstance(error, UserError)
+        if failed:
             error.add_note(f"Ray's logs of this run: {embedded.logs_dir}")
         raise
-    except BaseException:
-        embedded.stop(failed=False)
-        raise
-    embedded.stop(failed=False)
+    finally:
+        embedded.stop(failed=failed)
 
 
 class EmbeddedRay:

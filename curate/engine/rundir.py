@@ -143,8 +143,7 @@ class RunDir:
             for path in folder.iterdir():
                 if f"{folder.name}/{path.name}" not in listed:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
-        self._used = {_shard_index(name) for name in listed} - {None}
-        self._lowest_free = 0
+        self._mark_used(listed)
         return redo
 
     def _damage(self, entry: dict) -> str | None:
@@ -153,11 +152,12 @@ class RunDir:
         if files is None:
             return "its marker lists no files (written by an older curate)"
         for relative, size in files.items():
-            path = self.root / relative
-            if not path.is_file():
+            try:
+                found = (self.root / relative).stat().st_size
+            except FileNotFoundError:
                 return f"{relative} is missing"
-            if path.stat().st_size != size:
-                return f"{relative} has {path.stat().st_size} bytes, its marker says {size}"
+            if found != size:
+                return f"{relative} has {found} bytes, its marker says {size}"
         return None
 
     def cleanup(self) -> None:
@@ -178,16 +178,19 @@ class RunDir:
         their names (a retry round's rewritten ledger replaces the committed one). A unit that
         already has a marker (a retry round) keeps the files it lists.
         """
-        journal = self.write_journal(unit, files, stats)
-        _, problem = self._apply_journal(journal)
+        journal, entry = self.write_journal(unit, files, stats)
+        _, problem = self._apply_journal(journal, entry)
         if problem:
             raise RuntimeError(f"unit {unit}: {problem}")
 
-    def write_journal(self, unit: int, files: list[str], stats: dict) -> Path:
+    def write_journal(self, unit: int, files: list[str], stats: dict) -> tuple[Path, dict]:
         """The commit's plan, written atomically before anything moves; fails on a missing file."""
-        missing = [f for f in files if not (self.tmp / f).is_file()]
-        if missing:
-            raise RuntimeError(f"unit {unit}: its commit lists {missing[0]}, which is not in _tmp/")
+        sizes_in_tmp = {}
+        for relative in files:
+            try:
+                sizes_in_tmp[relative] = (self.tmp / relative).stat().st_size
+            except FileNotFoundError:
+                raise RuntimeError(f"unit {unit}: its commit lists {relative}, which is not in _tmp/") from None
         shard_names = {}
         for stem in sorted({Path(f).stem for f in files if f.startswith("shards/")}):
             shard_names[stem] = f"{self._allocate():05d}"
@@ -198,22 +201,25 @@ class RunDir:
             moves.append([relative, target])
         marker_path = self.unit_stats / f"{unit:05d}.json"
         kept = json.loads(marker_path.read_text())["files"] if marker_path.exists() else {}
-        sizes = {target: (self.tmp / source).stat().st_size for source, target in moves}
+        sizes = {**kept, **{target: sizes_in_tmp[source] for source, target in moves}}
+        entry = {"unit": unit, "moves": moves, "marker": {**stats, "files": sizes}}
         self.journal.mkdir(exist_ok=True)
         journal = self.journal / f"{unit:05d}.json"
-        _atomic_write(journal, json.dumps({"unit": unit, "moves": moves, "marker": {**stats, "files": {**kept, **sizes}}}))
-        return journal
+        _atomic_write(journal, json.dumps(entry))
+        return journal, entry
 
-    def _apply_journal(self, journal: Path) -> tuple[int, str | None]:
-        """Apply the moves (a move already done is fine) and write the marker; or the problem."""
-        entry = json.loads(journal.read_text())
+    def _apply_journal(self, journal: Path, entry: dict | None = None) -> tuple[int, str | None]:
+        """Apply the moves (a move already done is fine) and write the marker; or the problem.
+        ``entry`` is the journal's content when the caller just wrote it (else it is read)."""
+        entry = entry or json.loads(journal.read_text())
         sizes = entry["marker"]["files"]
         for source, target in entry["moves"]:
-            if (self.tmp / source).is_file():
-                (self.root / target).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / target).parent.mkdir(parents=True, exist_ok=True)
+            try:
                 os.replace(self.tmp / source, self.root / target)
-            elif not ((self.root / target).is_file() and (self.root / target).stat().st_size == sizes[target]):
-                return entry["unit"], f"its commit lists {source}, which is neither in _tmp/ nor in place"
+            except FileNotFoundError:  # moved before a crash, or lost
+                if not _has_size(self.root / target, sizes[target]):
+                    return entry["unit"], f"its commit lists {source}, which is neither in _tmp/ nor in place"
         _atomic_write(self.unit_stats / f"{entry['unit']:05d}.json", json.dumps(entry["marker"]))
         journal.unlink()
         return entry["unit"], None
@@ -222,33 +228,35 @@ class RunDir:
         """The lowest shard index no marker uses: a unit redone after damage takes its old
         indices back, so the names stay one contiguous range in the usual case."""
         if self._used is None:
-            listed = [name for p in self.unit_stats.glob("*.json") for name in json.loads(p.read_text()).get("files", {})]
-            self._used = {_shard_index(name) for name in listed} - {None}
-            self._lowest_free = 0
+            self._mark_used(name for p in self.unit_stats.glob("*.json") for name in json.loads(p.read_text()).get("files", {}))
         while self._lowest_free in self._used:  # indices are only freed by recover(), which resets this
             self._lowest_free += 1
         self._used.add(self._lowest_free)
         return self._lowest_free
+
+    def _mark_used(self, listed) -> None:
+        """The shard indices the markers' files hold; allocation restarts from the lowest."""
+        self._used = {_shard_index(name) for name in listed} - {None}
+        self._lowest_free = 0
 
     def read_unit_stats(self, unit: int) -> dict:
         return json.loads((self.unit_stats / f"{unit:05d}.json").read_text())
 
     # -- outputs ----------------------------------------------------------------------------
 
-    def write_uids(self) -> int:
-        """``uids.npy``: sorted kept uids in DataComp's ``u8,u8`` layout (16 bytes a uid in
-        memory, shard by shard; no Python string per uid)."""
-        parts = [uids_to_pairs(pq.read_table(p, columns=["uid"]).column("uid")) for p in sorted(self.shards.glob("*.parquet"))]
+    def write_uids_and_sizes(self) -> dict[str, int]:
+        """From one read of every shard parquet: ``uids.npy``, the sorted kept uids in DataComp's
+        ``u8,u8`` layout (16 bytes a uid in memory; no Python string per uid), and
+        ``shards/sizes.json``, tar basename -> samples, the file open_clip's trainer sizes its
+        epoch from (``get_dataset_size``). Returns the sizes."""
+        parts, sizes = [], {}
+        for path in sorted(self.shards.glob("*.parquet")):
+            parts.append(uids_to_pairs(pq.read_table(path, columns=["uid"]).column("uid")))
+            sizes[f"{path.stem}.tar"] = len(parts[-1])
         pairs = uids_to_datacomp(np.concatenate(parts) if parts else np.zeros(0, np.dtype("u8,u8")))
         with open(self.root / "uids.npy.partial", "wb") as handle:
             np.save(handle, pairs)
         os.replace(self.root / "uids.npy.partial", self.root / "uids.npy")
-        return len(pairs)
-
-    def write_sizes(self) -> dict[str, int]:
-        """``shards/sizes.json``: tar basename -> samples, the file open_clip's trainer sizes
-        its epoch from (``get_dataset_size``; img2dataset writes the same)."""
-        sizes = {f"{p.stem}.tar": pq.ParquetFile(p).metadata.num_rows for p in sorted(self.shards.glob("*.parquet"))}
         _atomic_write(self.shards / SIZES_NAME, json.dumps(sizes, indent=0))
         return sizes
 
@@ -271,6 +279,13 @@ def _shard_index(relative: str) -> int | None:
     folder, _, name = relative.partition("/")
     stem = name.split(".", 1)[0]
     return int(stem) if folder == "shards" and stem.isdigit() else None
+
+
+def _has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -173,7 +173,7 @@ def test_journal_is_rolled_forward(tmp_path) -> None:
 def test_a_journal_whose_file_is_gone_is_not_rolled_forward(tmp_path) -> None:
     run = _empty_run(tmp_path / "run")
     stats = {"unit": 5, "rows": 1, "kept": 1, "drops": {}}
-    journal = run.write_journal(5, _unit_files(run, 5, ["shards/00005-0000000.tar", "shards/00005-0000000.parquet"]), stats)
+    journal, _ = run.write_journal(5, _unit_files(run, 5, ["shards/00005-0000000.tar", "shards/00005-0000000.parquet"]), stats)
     os.replace(run.tmp / "shards" / "00005-0000000.parquet", run.shards / "00000.parquet")
     (run.tmp / "shards" / "00005-0000000.tar").unlink()  # neither in _tmp/ nor in place
     assert RunDir(run.root).recover() == [
