@@ -299,13 +299,16 @@ class Fetcher:
         deadline.reschedule(loop.time() + remaining)
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        # Chunks joined once at the end: a growing bytearray reallocates, and bytes() of it
+        # copies the whole body again, on the thread every download shares.
         limit = self.settings.max_bytes
-        body = bytearray()
+        chunks, size = [], 0
         async for chunk in response.content.iter_any():
-            body += chunk
-            if len(body) > limit:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
                 raise Refused("too_large", f"body larger than {limit} bytes")
-        return bytes(body)
+        return b"".join(chunks)
 
 
 def disallowed_by_robots_tag(values: list[str], user_agent_token: str | None, directives: frozenset[str]) -> bool:
