@@ -57,21 +57,28 @@ from curate.stages.registry import register
 __all__ = ["TRANSIENT_REASONS", "DownloadParams", "DownloadStage", "ImageOutput", "is_transient"]
 
 
+_FETCH = FetchSettings()  # the fetcher's defaults are the stage's: one place for each number
+#: Parameters handed to the fetcher as they are.
+_FETCH_FIELDS = ("timeout", "retries", "threads", "max_bytes", "buffer_bytes", "max_redirects", "backoff", "max_retry_wait",
+                 "user_agent_token")
+
+
 class DownloadParams(StageParams):
-    timeout: float = Field(10.0, gt=0, le=600, allow_inf_nan=False,
+    timeout: float = Field(_FETCH.timeout, gt=0, le=600, allow_inf_nan=False,
                            description="hard deadline per attempt, seconds (connect + headers + body)")
-    retries: int = Field(0, ge=0, le=10, description="extra attempts after a transient failure (timeout, 5xx, 429, reset)")
-    backoff: float = Field(0.5, ge=0, le=60, allow_inf_nan=False,
+    retries: int = Field(_FETCH.retries, ge=0, le=10,
+                         description="extra attempts after a transient failure (timeout, 5xx, 429, reset)")
+    backoff: float = Field(_FETCH.backoff, ge=0, le=60, allow_inf_nan=False,
                            description="first retry waits up to this many seconds (full jitter), doubling per retry")
-    max_retry_wait: float = Field(30.0, ge=0, le=600, allow_inf_nan=False,
+    max_retry_wait: float = Field(_FETCH.max_retry_wait, ge=0, le=600, allow_inf_nan=False,
                                   description="longest wait before a retry, a server's Retry-After included")
-    threads: int = Field(64, gt=0, le=1024, description="concurrent requests per worker")
+    threads: int = Field(_FETCH.threads, gt=0, le=1024, description="concurrent requests per worker")
     user_agent_token: str | None = Field(None, description="token named in the User-Agent and matched in X-Robots-Tag")
     disallowed_header_directives: list[str] = Field(default_factory=lambda: list(DEFAULT_DISALLOWED))
-    max_bytes: int = Field(20_000_000, gt=0, le=1_000_000_000, description="largest response body accepted (too_large)")
-    buffer_bytes: int = Field(256_000_000, ge=1_000_000, le=16_000_000_000,
+    max_bytes: int = Field(_FETCH.max_bytes, gt=0, le=1_000_000_000, description="largest response body accepted (too_large)")
+    buffer_bytes: int = Field(_FETCH.buffer_bytes, ge=1_000_000, le=16_000_000_000,
                               description="body bytes one worker holds at once, being read or waiting to be decoded")
-    max_redirects: int = Field(10, ge=0, le=30, description="redirect hops followed, each one policy-checked")
+    max_redirects: int = Field(_FETCH.max_redirects, ge=0, le=30, description="redirect hops followed, each one policy-checked")
     allow_schemes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCHEMES),
                                      description="URL schemes fetched (http and/or https)")
     allow_private: list[str] = Field(default_factory=list,
@@ -132,11 +139,8 @@ class DownloadStage(Filter):
         use_one_core()
         self._transform = ImageTransformer(self.image_output, max_decoded_bytes=self.params.max_decoded_bytes)
         p = self.params
-        settings = FetchSettings(
-            timeout=p.timeout, retries=p.retries, threads=p.threads, max_bytes=p.max_bytes, buffer_bytes=p.buffer_bytes,
-            max_redirects=p.max_redirects, backoff=p.backoff, max_retry_wait=p.max_retry_wait,
-            user_agent_token=p.user_agent_token, disallowed=frozenset(d.strip().lower() for d in p.disallowed_header_directives),
-            base_url=p.base_url or self.served_url)
+        settings = FetchSettings(**p.model_dump(include=set(_FETCH_FIELDS)), base_url=p.base_url or self.served_url,
+                                 disallowed=frozenset(d.strip().lower() for d in p.disallowed_header_directives))
         if self._fetcher is not None:
             self._fetcher.close()
         self._fetcher = Fetcher(settings, NetPolicy.build(p.allow_schemes, p.allow_private, self.served_url))
