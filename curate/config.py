@@ -190,7 +190,9 @@ def _check_order(stages: list[Stage], spec: PipelineSpec, kinds: dict[str, type[
 
     available = {UID, URL, CAPTION, *spec.input.keep_columns}
     paths = spec.input.path if isinstance(spec.input.path, list) else [spec.input.path]
-    if spec.input.format == "webdataset" or any(p.lower().endswith((".tar", ".tar.gz", ".tgz")) for p in paths):
+    from curate.io.readers import format_of  # the readers know the suffixes (imported late: they import this module)
+
+    if spec.input.format == "webdataset" or any(format_of(p) == "webdataset" for p in paths):
         from curate.io.tar_images import TarImageCheck  # images of a tar input go through the download image path
 
         available.update(TarImageCheck.writes)
@@ -223,7 +225,7 @@ def _read_yaml(path: Path) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "<file>"
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or first_line(err)
         raise ConfigError(str(path), where, f"invalid YAML: {problem}", "fix the syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), "<file>", "expected a mapping at the top level", "see pipelines/quickstart.yaml")

@@ -59,7 +59,7 @@ def expand_paths(spec: InputSpec) -> list[str]:
                 raise InputError(f"input.path: no file matches {pattern!r} (check the pattern; relative to {os.getcwd()})")
             files.extend(m for m in matches if os.path.isfile(m))
         elif os.path.isdir(pattern):
-            found = sorted(str(p) for p in Path(pattern).rglob("*") if p.is_file() and _format_of(str(p)))
+            found = sorted(str(p) for p in Path(pattern).rglob("*") if p.is_file() and format_of(str(p)))
             if not found:
                 raise InputError(f"input.path: directory {pattern!r} holds no parquet/csv/tsv/jsonl/tar file")
             files.extend(found)
@@ -73,7 +73,7 @@ def expand_paths(spec: InputSpec) -> list[str]:
     return list(unique.values())
 
 
-def _format_of(path: str) -> str | None:
+def format_of(path: str) -> str | None:
     name = path.lower()
     for suffix in sorted(_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
@@ -85,7 +85,7 @@ def plan_units(spec: InputSpec) -> list[Unit]:
     """Split every input file into work units, validating formats and columns up front."""
     units: list[Unit] = []
     for path in expand_paths(spec):
-        fmt = spec.format if spec.format != "auto" else _format_of(path)
+        fmt = spec.format if spec.format != "auto" else format_of(path)
         if fmt is None:
             raise InputError(f"{path}: cannot tell the format from the extension (set input.format)")
         if os.path.getsize(path) == 0:
