@@ -21,7 +21,17 @@ import pyarrow as pa
 
 from curate.config import InputSpec
 from curate.errors import InputError
-from curate.io.read_common import BadRows, Unit, first_line, json_kind, loose_column, ranges, text_value
+from curate.io.read_common import (
+    BadRows,
+    Unit,
+    first_line,
+    json_kind,
+    loose_column,
+    ranges,
+    required_columns,
+    text_columns,
+    text_value,
+)
 
 _IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -126,10 +136,10 @@ def _caption(sample: _Sample, meta: dict, row: int, spec: InputSpec, bad: BadRow
 
 def read_tar(unit: Unit, spec: InputSpec) -> tuple[pa.Table, BadRows]:
     bad: BadRows = {}
-    extra_fields = [c for c in dict.fromkeys([*([spec.uid_column] if spec.uid_column else []), *spec.keep_columns])
-                    if c not in (spec.url_column, spec.caption_column)]
+    extra_fields = [c for c in required_columns(spec) if c not in (spec.url_column, spec.caption_column)]
     urls, captions, images = [], [], []
     extra: dict[str, list] = {c: [] for c in extra_fields}
+    texts = set(text_columns(spec))  # among the extra fields: the uid column
     for row, sample in enumerate(_collect(unit, spec.max_member_bytes)):
         if sample.problem:
             bad[row] = sample.problem
@@ -140,7 +150,7 @@ def read_tar(unit: Unit, spec: InputSpec) -> tuple[pa.Table, BadRows]:
         images.append(next((sample.data[e] for e in _IMAGE_EXTENSIONS if e in sample.data), None))
         for name in extra_fields:
             value = meta.get(name)
-            extra[name].append(text_value(value, row, name, bad, where) if name == spec.uid_column else value)
+            extra[name].append(text_value(value, row, name, bad, where) if name in texts else value)
     columns = {spec.url_column: pa.array(urls, pa.string()), spec.caption_column: pa.array(captions, pa.string()),
                "jpg": pa.array(images, pa.binary())}
     return pa.table(columns | {c: loose_column(v) for c, v in extra.items()}), bad
