@@ -19,7 +19,8 @@ DROP_REASON = "_drop_reason"
 DROP_DETAIL = "_drop_detail"
 INTERNAL = (UNIT, ROW, DROP_STAGE, DROP_REASON, DROP_DETAIL)
 #: Columns too heavy to carry on a dropped row (released when the row is dropped).
-HEAVY = ("jpg",)
+IMAGE = "image"  # encoded image bytes; the shard member's extension is its real format
+HEAVY = (IMAGE,)
 
 
 def input_positions(batch: pa.Table) -> np.ndarray:
@@ -38,7 +39,7 @@ def released_heavy(table: pa.Table, dropped: pa.Array) -> dict[str, pa.Array]:
 #: What an image-producing stage writes (``download``, and the ``read`` stage of tar inputs): the
 #: encoded output image, its size, and the original's size (as displayed) and bytes.
 IMAGE_COLUMN_TYPES = {
-    "jpg": pa.binary(),
+    IMAGE: pa.binary(),
     "width": pa.int32(),
     "height": pa.int32(),
     "orig_width": pa.int32(),

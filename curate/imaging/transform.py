@@ -48,7 +48,7 @@ class ImageResult:
         body's size always, the image and its sizes when it was transformed."""
         columns["orig_bytes"][index] = len(body)
         if self.reason is None:
-            columns["jpg"][index] = self.data
+            columns["image"][index] = self.data
             columns["width"][index], columns["height"][index] = self.width, self.height
             columns["orig_width"][index], columns["orig_height"][index] = self.orig_width, self.orig_height
 

@@ -1,5 +1,5 @@
 """WebDataset tar inputs: one row per sample; ``.txt`` is the caption, ``.json`` holds the url
-and kept fields, the first image member (jpg, jpeg, png, webp) goes to ``jpg``.
+and kept fields, the first image member (jpg, jpeg, png, webp) goes to ``image``.
 
 Samples are grouped as WebDataset groups them (``webdataset.tariterators.group_by_keys``):
 consecutive members with the same key form a sample, and a repeated extension starts a new
@@ -152,5 +152,5 @@ def read_tar(unit: Unit, spec: InputSpec) -> tuple[pa.Table, BadRows]:
             value = meta.get(name)
             extra[name].append(text_value(value, row, name, bad, where) if name in texts else value)
     columns = {spec.url_column: pa.array(urls, pa.string()), spec.caption_column: pa.array(captions, pa.string()),
-               "jpg": pa.array(images, pa.binary())}
+               "image": pa.array(images, pa.binary())}
     return pa.table(columns | {c: loose_column(v) for c, v in extra.items()}), bad

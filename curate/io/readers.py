@@ -28,7 +28,7 @@ from curate.io.read_parquet import plan_parquet, read_parquet
 from curate.io.read_tar import plan_tar, read_tar
 from curate.io.read_text import plan_lines, read_csv, read_jsonl
 from curate.io.tar_images import TarImageCheck
-from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, ROW, UID, UNIT, URL, compute_uids, released_heavy
+from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, IMAGE, ROW, UID, UNIT, URL, compute_uids, released_heavy
 from curate.stages.base import Stage, append_columns
 
 __all__ = ["READ_STAGE", "Unit", "expand_paths", "plan_units", "read_stages", "read_unit"]
@@ -130,7 +130,7 @@ def _with_bookkeeping(table: pa.Table, unit: Unit, spec: InputSpec, bad: BadRows
     urls = pc.cast(table.column(spec.url_column), pa.string())
     captions = pc.cast(table.column(spec.caption_column), pa.string())
     columns = {UID: _uids(table, urls, captions, unit, spec, bad), URL: urls, CAPTION: captions}
-    for name in [*spec.keep_columns, *(["jpg"] if "jpg" in table.column_names else [])]:
+    for name in [*spec.keep_columns, *([IMAGE] if IMAGE in table.column_names else [])]:
         if name not in columns:
             columns[name] = table.column(name)
     n = table.num_rows

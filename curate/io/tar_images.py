@@ -9,7 +9,7 @@ usable image is a ledger row of the ``read`` stage with the imaging reason (``no
 passes unchanged. The reader has already refused members over ``input.max_member_bytes``
 (``too_large``) without reading them.
 
-Reads ``jpg``. Writes ``jpg``, ``width``, ``height``, ``orig_width``, ``orig_height``,
+Reads ``image``. Writes ``image``, ``width``, ``height``, ``orig_width``, ``orig_height``,
 ``orig_bytes`` (as ``download`` does) and ``image_status``/``image_error`` (null, or the reason
 and its detail).
 """
@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from curate.imaging import DEFAULT_MAX_DECODED_BYTES, ImageTransformer, use_one_core
 from curate.io.read_common import READ_STAGE
-from curate.schema import IMAGE_COLUMN_TYPES
+from curate.schema import IMAGE, IMAGE_COLUMN_TYPES
 from curate.stages.base import Decision, Filter, ImageOutput, RunContext, StageParams, append_columns, status_decision
 
 _COLUMN_TYPES = {
@@ -34,7 +34,7 @@ class TarImageCheck(Filter):
     """Decode, check and re-encode every image of a tar input; its drops count under ``read``."""
 
     kind = "tar_images"
-    reads = ("jpg",)
+    reads = (IMAGE,)
     writes = tuple(_COLUMN_TYPES)
 
     def __init__(self):
@@ -53,7 +53,7 @@ class TarImageCheck(Filter):
         return {**self.__dict__, "_transform": None}
 
     def process(self, batch: pa.Table) -> pa.Table:
-        bodies = batch.column("jpg").to_pylist()
+        bodies = batch.column(IMAGE).to_pylist()
         cols: dict[str, list] = {name: [None] * len(bodies) for name in self.writes}
         for index, body in enumerate(bodies):
             if body is not None:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import UserError
 from curate.io.tar_writer import ShardTarWriter
-from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, INTERNAL, ROW, UID, UNIT, URL
+from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, IMAGE, INTERNAL, ROW, UID, UNIT, URL
 
 REJECTS_SCHEMA = pa.schema(
     [("uid", pa.string()), ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
@@ -130,7 +130,7 @@ def _write_shard(chunk: pa.Table, tmp_root: Path, name: str, image_ext: str) -> 
     tar_rel, parquet_rel = f"shards/{name}.tar", f"shards/{name}.parquet"
     meta = chunk.select(metadata_columns(chunk))
     records = meta.to_pylist()
-    images = chunk.column("jpg").to_pylist() if "jpg" in chunk.column_names else [None] * chunk.num_rows
+    images = chunk.column(IMAGE).to_pylist() if IMAGE in chunk.column_names else [None] * chunk.num_rows
     tar_path = tmp_root / tar_rel
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     partial = tar_path.with_suffix(".tar.partial")

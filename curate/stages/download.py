@@ -24,7 +24,7 @@ header before any pixel is decoded (``max_decoded_bytes``, else ``decompression_
 larger than the output are decoded at reduced size, EXIF orientation is applied, and a JPEG is
 truncated when its decoder runs out of data (trailing bytes after the end marker are fine).
 
-Reads ``url``. Writes ``jpg`` (encoded bytes), ``width``, ``height``, ``orig_width``,
+Reads ``url``. Writes ``image`` (encoded bytes), ``width``, ``height``, ``orig_width``,
 ``orig_height``, ``orig_bytes``, ``download_status`` (null when fetched and decoded, else the
 reason) and ``download_error`` (the message). Reasons: ``http_<code>``, ``timeout``,
 ``connection_reset``, ``connection_refused``, ``dns_error``, ``connect_error``, ``ssl_error``,

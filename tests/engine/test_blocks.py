@@ -22,7 +22,7 @@ def block(captions: list[str | None], dropped: dict[int, tuple[str, str, str]] |
         "uid": [f"{i:032x}" for i in range(n)],
         "url": [f"http://h/{i}.jpg" for i in range(n)],
         "caption": pa.array(captions, pa.string()),
-        "jpg": pa.array([b"\xff\xd8bytes%d" % i for i in range(n)], pa.binary()),
+        "image": pa.array([b"\xff\xd8bytes%d" % i for i in range(n)], pa.binary()),
         "orig_width": pa.array([100 * (i + 1) for i in range(n)], pa.int32()),
         "orig_height": pa.array([100 * (i + 1) for i in range(n)], pa.int32()),
         "orig_bytes": pa.array([10_000] * n, pa.int64()),
@@ -96,8 +96,8 @@ def test_filter_marks_drops_and_keeps_every_row() -> None:
         (None, None, None),
     ]
     # the heavy bytes of dropped rows are released; kept rows keep theirs
-    assert rows[1]["jpg"] is None and rows[2]["jpg"] is None
-    assert rows[0]["jpg"] == b"\xff\xd8bytes0" and rows[3]["jpg"] == b"\xff\xd8bytes3"
+    assert rows[1]["image"] is None and rows[2]["image"] is None
+    assert rows[0]["image"] == b"\xff\xd8bytes0" and rows[3]["image"] == b"\xff\xd8bytes3"
     # score columns are kept on every row (dropped rows too)
     assert [rows[i]["caption_chars"] for i in range(4)] == [14, 3, 0, 14]
 
@@ -128,7 +128,7 @@ def test_block_with_no_live_rows_is_returned_as_is() -> None:
 
 def test_nothing_dropped_leaves_drop_columns_null() -> None:
     out = apply_stage(LaionCaptionFilter(LaionCaptionParams()), block(["long enough", "also long enough"]))
-    assert out.column(DROP_STAGE).null_count == 2 and out.column("jpg").null_count == 0
+    assert out.column(DROP_STAGE).null_count == 2 and out.column("image").null_count == 0
 
 
 def test_missing_detail_is_null() -> None:

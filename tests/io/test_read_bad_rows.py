@@ -72,7 +72,7 @@ def test_tar_json_that_is_not_an_object_or_has_a_non_string_url(tmp_path: Path) 
     assert [r["url"] for r in rows] == ["http://h/0.jpg", "s1", "s2", "s3", None, "http://h/5.jpg", "s6",
                                         "http://h/7.jpg", "http://h/8.jpg"]
     # a dropped row releases its image bytes, as after any stage
-    assert [r["jpg"] is not None for r in rows] == [True] + [False] * 7 + [True]
+    assert [r["image"] is not None for r in rows] == [True] + [False] * 7 + [True]
 
 
 def _members(path: Path) -> list[tuple[str, bytes]]:
@@ -163,7 +163,7 @@ def test_tar_repeated_key_is_two_samples_not_one(tmp_path: Path) -> None:
     units = plan_units(InputSpec(path=str(path), rows_per_unit=2))
     assert [(u.start, u.stop) for u in units] == [(0, 2), (2, 4), (4, 5)]
     rows = read_rows(path, 2)
-    assert [(r["url"], r["caption"], r["jpg"]) for r in rows][:2] == [("http://h/1.jpg", "one", b"jpg-1"),
+    assert [(r["url"], r["caption"], r["image"]) for r in rows][:2] == [("http://h/1.jpg", "one", b"jpg-1"),
                                                                       ("http://h/2.jpg", "two", b"jpg-2")]
     assert [r["caption"] for r in rows] == ["one", "two", "three", "four", "five"]
     assert drops(rows) == [(2, READ_STAGE, "duplicate_key", "key 'a' already used by row 0 of this file"),
@@ -174,5 +174,5 @@ def test_oversized_tar_member_is_a_ledger_row_and_never_read(tmp_path: Path) -> 
     path = write_tar(tmp_path / "in.tar", [*sample("a"), *sample("b", jpg=b"x" * 1001), *sample("c")])
     rows = read_rows(path, max_member_bytes=1000)
     assert drops(rows) == [(1, READ_STAGE, "too_large", "b.jpg: 1001 bytes, over input.max_member_bytes=1000")]
-    assert [r["jpg"] for r in rows] == [b"\xff\xd8jpeg", None, b"\xff\xd8jpeg"]
+    assert [r["image"] for r in rows] == [b"\xff\xd8jpeg", None, b"\xff\xd8jpeg"]
     assert [r["caption"] for r in rows] == ["a caption"] * 3

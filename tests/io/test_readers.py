@@ -119,9 +119,9 @@ def test_units_rows_and_uids(tmp_path: Path, fmt: str, rows_per_unit: int, bound
         for name in (DROP_STAGE, DROP_REASON, DROP_DETAIL):
             assert table.column(name).null_count == unit.size
         if fmt == "webdataset":
-            assert table.column("jpg").to_pylist() == [b"\xff\xd8fake-jpeg-%d\xff\xd9" % i for i in rows]
+            assert table.column("image").to_pylist() == [b"\xff\xd8fake-jpeg-%d\xff\xd9" % i for i in rows]
         else:
-            assert "jpg" not in table.column_names
+            assert "image" not in table.column_names
         assert "n" not in table.column_names  # only the asked-for columns travel
 
 

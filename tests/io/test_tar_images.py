@@ -64,11 +64,11 @@ def test_tar_images_are_decoded_checked_and_reencoded_like_downloads(tmp_path: P
     assert all(rows[i][DROP_DETAIL] for i in (1, 2, 3))
     for kept in (rows[0], rows[5]):
         assert (kept["orig_width"], kept["orig_height"], kept["width"], kept["height"]) == (400, 300, 32, 32)
-        with Image.open(io.BytesIO(kept["jpg"])) as image:
+        with Image.open(io.BytesIO(kept["image"])) as image:
             assert (image.format, image.size) == ("PNG", (32, 32))
     assert rows[0]["orig_bytes"] == len(jpeg)
-    assert rows[4]["jpg"] is None and rows[4]["orig_width"] is None
-    assert all(rows[i]["jpg"] is None for i in (1, 2, 3))  # a dropped row's bytes are released
+    assert rows[4]["image"] is None and rows[4]["orig_width"] is None
+    assert all(rows[i]["image"] is None for i in (1, 2, 3))  # a dropped row's bytes are released
 
 
 def test_only_tar_inputs_get_the_image_check(tmp_path: Path) -> None:

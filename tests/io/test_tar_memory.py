@@ -28,7 +28,7 @@ read(sys.argv[2])  # warm-up on a tiny tar of the same shape: first use of pyarr
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 rows = read(sys.argv[1])
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"growth_kb": after - before, "rows": [[r["_drop_reason"], r["_drop_detail"], r["jpg"] is not None]
+print(json.dumps({"growth_kb": after - before, "rows": [[r["_drop_reason"], r["_drop_detail"], r["image"] is not None]
                                                        for r in rows]}))
 """
 

@@ -68,10 +68,10 @@ def test_every_route_gets_its_exact_reason(http_server) -> None:
         if error is not None:
             assert row["download_error"] == error, path
         if reason is None:
-            assert row["download_error"] is None and row["jpg"] is not None
+            assert row["download_error"] is None and row["image"] is not None
         else:
             assert row["download_error"], path  # every failure says why
-            assert row["jpg"] is None and row["width"] is None and row["height"] is None
+            assert row["image"] is None and row["width"] is None and row["height"] is None
     tail = rows[len(routes):]
     assert [r["download_status"] for r in tail] == ["connection_refused", "bad_url", "bad_url", "bad_url"]
     assert tail[1]["download_error"] == tail[2]["download_error"] == "empty URL"
@@ -178,13 +178,13 @@ def test_output_columns_follow_the_output_settings(http_server, output, good, wi
     stage = make_stage(output)
     out = stage.process(pa.table({"url": [http_server.url("/good/size.jpg"), http_server.url("/wide.jpg")]}))
     types = {name: str(out.schema.field(name).type) for name in stage.writes}
-    assert types == {"jpg": "binary", "width": "int32", "height": "int32", "orig_width": "int32", "orig_height": "int32",
+    assert types == {"image": "binary", "width": "int32", "height": "int32", "orig_width": "int32", "orig_height": "int32",
                      "orig_bytes": "int64", "download_status": "string", "download_error": "string"}
     rows = out.to_pylist()
     for row, size, orig in zip(rows, (good, wide), (GOOD_SIZE, WIDE_SIZE), strict=True):
         assert (row["width"], row["height"]) == size
         assert (row["orig_width"], row["orig_height"]) == orig
-        with Image.open(io.BytesIO(row["jpg"])) as image:
+        with Image.open(io.BytesIO(row["image"])) as image:
             assert image.format == "JPEG" and image.size == size
     assert rows[0]["orig_bytes"] > 5000
 
@@ -193,7 +193,7 @@ def test_output_columns_follow_the_output_settings(http_server, output, good, wi
 def test_output_format(http_server, image_format, pil_format) -> None:
     stage = make_stage(ImageOutput(image_size=32, image_format=image_format))
     (row,) = download(stage, [http_server.url("/good/fmt.jpg")])
-    with Image.open(io.BytesIO(row["jpg"])) as image:
+    with Image.open(io.BytesIO(row["image"])) as image:
         assert image.format == pil_format and image.size == (32, 32)
 
 
@@ -209,7 +209,7 @@ def test_decompression_bomb_guard(http_server) -> None:
     (at_limit,) = download(make_stage(max_decoded_bytes=52_500), [http_server.url("/good/bomb.jpg")])
     assert at_limit["download_status"] is None and (at_limit["orig_width"], at_limit["orig_height"]) == GOOD_SIZE
     (over_limit,) = download(make_stage(max_decoded_bytes=52_499), [http_server.url("/good/bomb.jpg")])
-    assert over_limit["download_status"] == "decompression_bomb" and over_limit["jpg"] is None
+    assert over_limit["download_status"] == "decompression_bomb" and over_limit["image"] is None
     assert over_limit["download_error"] == f"{width}x{height} RGB needs 52500 bytes to decode at 100x75 > max_decoded_bytes=52499"
 
 
@@ -258,12 +258,12 @@ def test_odd_images_decode_or_get_a_reason(shared_data: Path) -> None:
     for name, row in zip(names, rows, strict=True):
         if row["download_status"] is None:
             decoded += 1
-            assert row["jpg"] is not None and (row["width"], row["height"]) == (64, 64), name
+            assert row["image"] is not None and (row["width"], row["height"]) == (64, 64), name
             assert row["orig_width"] > 0 and row["orig_height"] > 0, name
-            with Image.open(io.BytesIO(row["jpg"])) as image:
+            with Image.open(io.BytesIO(row["image"])) as image:
                 assert image.size == (64, 64)
         else:
-            assert row["jpg"] is None and row["download_error"], name
+            assert row["image"] is None and row["download_error"], name
             assert row["download_status"] in {"not_an_image", "truncated_image", "undecodable", "decompression_bomb"}, name
     assert decoded >= len(names) // 2
     corrupt = dict(zip(names, rows, strict=True)).get("ukbench09268_corrupt.jpg")
