@@ -21,26 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import InputSpec
-from curate.engine.blocks import apply_stage, split_alive
+from curate.engine.blocks import split_alive
+from curate.engine.operators import add_stage, ready
 from curate.errors import UserError
 from curate.io.readers import Unit, read_unit
 from curate.io.writers import PartRecord, write_unit_part
 from curate.schema import ROW, UNIT
-from curate.stages.base import GlobalFilter, Resources, Stage
-
-# Per-process cache of set-up stages, so ``setup()`` runs once per worker, not per block.
-# Tokens are ``<run>:<stage>``; a worker reused by a later run drops the earlier run's stages.
-_READY: dict[str, Stage] = {}
-
-
-def _ready(stage: Stage, token: str) -> Stage:
-    if token not in _READY:
-        run = token.split(":", 1)[0]
-        for stale in [t for t in _READY if t.split(":", 1)[0] != run]:
-            del _READY[stale]
-        stage.setup()
-        _READY[token] = stage
-    return _READY[token]
+from curate.stages.base import GlobalFilter, Stage
 
 
 def _read_block(batch: pa.Table, input_spec: InputSpec, only_rows: dict[int, list[int]] | None) -> pa.Table:
@@ -54,24 +41,9 @@ def _read_block(batch: pa.Table, input_spec: InputSpec, only_rows: dict[int, lis
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _stage_block(block: pa.Table, stage: Stage, token: str) -> pa.Table:
-    return apply_stage(_ready(stage, token), block)
-
-
-class _StageActor:
-    """Actor-pool form of a stage (GPU stages): set up once in ``__init__``."""
-
-    def __init__(self, stage: Stage):
-        stage.setup()
-        self.stage = stage
-
-    def __call__(self, block: pa.Table) -> pa.Table:
-        return apply_stage(self.stage, block)
-
-
 def _observe_block(block: pa.Table, stage: GlobalFilter, token: str) -> pa.Table:
     alive, _ = split_alive(block)
-    return _ready(stage, token).observe(alive)
+    return ready(stage, token).observe(alive)
 
 
 def _write_block(block: pa.Table, tmp_root: str, samples_per_shard: int, image_ext: str, tag: str) -> pa.Table:
@@ -81,10 +53,6 @@ def _write_block(block: pa.Table, tmp_root: str, samples_per_shard: int, image_e
         part = block.filter(pa.array(units == unit))
         records.append(write_unit_part(part, Path(tmp_root), samples_per_shard, image_ext, tag).to_row())
     return pa.Table.from_pylist(records)
-
-
-def _memory(resources: Resources) -> dict:
-    return {"memory": resources.memory_mb * 1024 * 1024} if resources.memory_mb else {}
 
 
 class Executor:
@@ -108,16 +76,7 @@ class Executor:
         ds = ds.map_batches(_read_block, batch_size=1, batch_format="pyarrow", zero_copy_batch=True,
                             fn_kwargs={"input_spec": self.input_spec, "only_rows": only_rows})
         for index, stage in enumerate(stages):
-            resources = stage.resources
-            if resources.gpus > 0:
-                ds = ds.map_batches(_StageActor, fn_constructor_args=(stage,), batch_size=resources.batch_size,
-                                    batch_format="pyarrow", num_gpus=resources.gpus, num_cpus=resources.cpus,
-                                    **_memory(resources),
-                                    compute=ray.data.ActorPoolStrategy(min_size=1))
-            else:
-                ds = ds.map_batches(_stage_block, batch_size=resources.batch_size, batch_format="pyarrow",
-                                    num_cpus=resources.cpus, zero_copy_batch=True, **_memory(resources),
-                                    fn_kwargs={"stage": stage, "token": f"{self.run_token}:{index}"})
+            ds = add_stage(ds, stage, f"{self.run_token}:{index}")
         return ds
 
     def observe(self, units: list[Unit], stage: GlobalFilter, prefix: list[Stage]) -> pa.Table:

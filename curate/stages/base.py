@@ -1,24 +1,39 @@
 """The stage contract (DESIGN.md, Stages), in the spirit of NeMo Curator's ``ProcessingStage``
 and datatrove's ``PipelineStep``.
 
-* ``setup()`` loads models once per worker/actor, never per batch.
+* ``setup_on_node()`` runs once per node before any worker of the stage there (fetch weights into
+  a node-local cache); ``setup()`` loads models once per worker/actor, never per batch;
+  ``teardown()`` releases what ``setup`` took. A stage that overrides ``setup`` runs in a Ray actor
+  pool (it holds something worth keeping); a stateless one runs as tasks.
 * ``process(batch)`` takes a whole Arrow table of *live* rows and returns it with this
   stage's columns added (vectorised; no per-row Python in hot paths).
 * A :class:`Filter` splits scoring from deciding ("score once, filter many", DataComp):
   ``process`` adds score columns, ``decide`` turns them into a keep mask and a reason per
   dropped row. The engine turns every drop into a ledger row; no row is ever lost.
-* A :class:`GlobalFilter` needs the whole dataset first: ``observe`` summarises a batch,
-  ``aggregate`` folds the summaries into a state table persisted under ``state/``, and
-  ``load_state`` hands it to every worker before ``process``/``decide`` run.
+* A :class:`GlobalFilter` needs the whole dataset first (see :mod:`curate.engine.global_phase`):
+  ``observe`` summarises the live rows of each work unit (written under
+  ``state/<stage>/observed/``), the engine hash-partitions the summaries by ``key`` on the
+  cluster, ``reduce`` turns each partition into verdicts keyed by (unit, row), and in phase two
+  each task joins its own unit's verdicts onto its rows before ``process``/``decide``. Nothing
+  proportional to the input reaches the driver. A :class:`BroadcastFilter` instead reduces to a
+  state small by nature (vocabulary or entry counts), capped at ``max_state_bytes`` and handed
+  to every worker by ``load_state``.
+* ``resources`` are data: the stage's ``default_resources``, overridden per stage in YAML.
+* ``expand()`` may split a stage into sub-stages each sized on its own (CPU decode -> GPU
+  inference actors -> CPU scoring); the engine runs the sub-stages, the ledger names the stage.
+* Columns have roles (``column_roles``): ``score`` (the default: small, into the sample JSON
+  and parquet), ``heavy`` (bytes; released when the row is dropped) and ``feature``
+  (embeddings: per-shard float16 files, never the sample JSON; released when dropped).
+* A stage that may fail transiently names its retryable reasons (``retryable_reasons``, a
+  regex), which ``curate run --retry-failed`` re-attempts.
 * Each stage's ``Params`` (a pydantic model) is its YAML schema; unknown keys are errors.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +54,21 @@ class Resources:
     gpus: float = 0.0
     memory_mb: int = 0
     batch_size: int | None = None  # None: the whole block (one work unit part) at once
+    actors: tuple[int, int] | None = None  # actor pool size (min, max); None: tasks, or (1, 1) for a stage with setup
+
+    def overridden(self, overrides: dict) -> Resources:
+        """These resources with the YAML ``resources:`` keys applied (``actors`` as [min, max])."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown resource {unknown[0]!r} (valid: {', '.join(sorted(known))})")
+        values = dict(overrides)
+        if values.get("actors") is not None:
+            values["actors"] = tuple(values["actors"])
+        return replace(self, **values)
+
+
+ColumnRole = Literal["score", "heavy", "feature"]
 
 
 @dataclass(frozen=True)
@@ -112,22 +142,45 @@ class Stage(ABC):
     Params: ClassVar[type[StageParams]] = StageParams
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
-    #: Cheap and deterministic: may be replayed by a later global stage's observe pass.
+    #: Roles of written columns that are not ``score`` (see the module docstring).
+    column_roles: ClassVar[dict[str, ColumnRole]] = {}
+    #: Cheap and deterministic: may be replayed by a later global stage's observe pass. A global
+    #: stage after a stage that is not replayable starts a new segment (its input is checkpointed).
     replayable: ClassVar[bool] = True
+    #: Reasons (a regex over the ledger's reason) worth re-attempting with ``--retry-failed``.
+    retryable_reasons: ClassVar[str | None] = None
+    default_resources: ClassVar[Resources] = Resources()
 
     def __init__(self, params: StageParams, name: str | None = None):
         self.params = params
         self.name = name or self.kind
+        self.resource_overrides: dict = {}
 
     @property
     def resources(self) -> Resources:
-        return Resources()
+        """What one worker needs: the stage's defaults with the YAML overrides applied."""
+        return self.default_resources.overridden(self.resource_overrides)
+
+    @property
+    def has_setup(self) -> bool:
+        """True when the stage loads something in ``setup`` (it then runs in an actor pool)."""
+        return type(self).setup is not Stage.setup
 
     def bind(self, context: RunContext) -> None:  # noqa: B027  (an optional hook)
         """Take run-wide settings (output image format, served base URL), on the driver."""
 
+    def expand(self) -> list[Stage]:
+        """The sub-stages the engine runs for this stage (default: itself)."""
+        return [self]
+
+    def setup_on_node(self) -> None:  # noqa: B027  (an optional hook)
+        """Once per node, before the node's first worker of this stage sets up (fetch weights)."""
+
     def setup(self) -> None:  # noqa: B027  (an optional hook: most stages load nothing)
         """Load models or open resources; called once per worker before the first batch."""
+
+    def teardown(self) -> None:  # noqa: B027  (an optional hook)
+        """Release what ``setup`` took; called when the worker is done with the stage."""
 
     @abstractmethod
     def process(self, batch: pa.Table) -> pa.Table:
@@ -143,19 +196,40 @@ class Filter(Stage):
 
 
 class GlobalFilter(Filter):
-    """A two-phase filter: observe the whole input, aggregate, then decide per row."""
+    """A filter that needs the whole input: observe per unit, reduce per key partition on the
+    cluster, then decide per row from the verdicts of its own unit."""
+
+    #: Columns of the ``observe`` summary the engine hash-partitions by: every summary row with
+    #: one key value reaches the same ``reduce`` call.
+    key: ClassVar[tuple[str, ...]]
+    #: Verdict columns ``reduce`` emits (besides ``_unit`` and ``_row``); the engine joins them
+    #: onto the rows of each unit (null where a row has no verdict) before ``process``.
+    verdict_types: ClassVar[dict[str, pa.DataType]] = {}
 
     @abstractmethod
     def observe(self, batch: pa.Table) -> pa.Table:
-        """A small summary of ``batch`` (live rows reaching this stage)."""
+        """A small summary of ``batch`` (live rows reaching this stage): the ``key`` columns and
+        whatever ``reduce`` needs; ``_unit`` and ``_row`` are required by verdict stages."""
 
     @abstractmethod
-    def aggregate(self, summaries: Iterable[pa.Table]) -> pa.Table:
-        """Fold all summaries into the state table that ``load_state`` receives."""
+    def reduce(self, partition: pa.Table) -> pa.Table:
+        """All summary rows of some keys -> verdict rows (``_unit``, ``_row`` and
+        ``verdict_types``) for the rows that have one (a :class:`BroadcastFilter`: state rows)."""
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        return batch  # the verdict columns are joined on by the engine
+
+
+class BroadcastFilter(GlobalFilter):
+    """A global filter whose reduced state is small by nature (vocabulary, entry counts): the
+    concatenated ``reduce`` outputs are checked against ``max_state_bytes`` and given to every
+    worker by ``load_state``."""
+
+    max_state_bytes: ClassVar[int] = 256 << 20
 
     @abstractmethod
     def load_state(self, state: pa.Table) -> None:
-        """Receive the aggregated state before ``process``."""
+        """Receive the reduced state before ``process``."""
 
 
 def append_columns(batch: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:

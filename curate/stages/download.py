@@ -127,9 +127,7 @@ class DownloadStage(Filter):
         self._transform: ImageTransformer | None = None
         self._fetcher: Fetcher | None = None
 
-    @property
-    def resources(self) -> Resources:
-        return Resources(cpus=1.0)
+    default_resources = Resources(cpus=1.0)
 
     def bind(self, context: RunContext) -> None:
         self.image_output = context.image_output
