@@ -35,6 +35,8 @@ reason) and ``download_error`` (the message). Reasons: ``http_<code>``, ``timeou
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pyarrow as pa
 from pydantic import Field, field_validator
 
@@ -119,6 +121,7 @@ class DownloadStage(Filter):
     reads = (URL,)
     writes = tuple(_COLUMN_TYPES)
     replayable = False
+    retryable_reasons: ClassVar[str] = TRANSIENT_REASONS  # what --retry-failed re-attempts
 
     def __init__(self, params: DownloadParams, name: str | None = None):
         super().__init__(params, name)
