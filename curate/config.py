@@ -109,19 +109,44 @@ class ResourcesSpec(_Strict):
                                                description="object store of the embedded Ray, MB (100 MB to 4 TiB)")
 
 
+class StageResourcesSpec(_Strict):
+    """A stage's ``resources:`` in YAML: overrides of its declared defaults (how it runs, not what
+    it computes, so they are not part of the spec's fingerprint)."""
+
+    cpus: float | None = Field(None, gt=0, le=1024, allow_inf_nan=False, description="CPUs per worker")
+    gpus: float | None = Field(None, ge=0, le=64, allow_inf_nan=False, description="GPUs per worker (fractions share one)")
+    memory_mb: int | None = Field(None, ge=0, description="memory per worker, MB (Ray schedules by it)")
+    batch_size: int | None = Field(None, gt=0, le=10_000_000, description="rows per call of the stage")
+    actors: tuple[int, int] | None = Field(None, description="actor pool size [min, max] of a stage that loads something")
+
+    @field_validator("actors", mode="before")
+    @classmethod
+    def _pool_bounds(cls, value: Any) -> Any:
+        bounds = list(value) if isinstance(value, list | tuple) else None
+        if value is not None and not (bounds and len(bounds) == 2 and all(type(b) is int for b in bounds)
+                                      and 1 <= bounds[0] <= bounds[1]):
+            raise ValueError(f"must be [min, max], whole numbers with 1 <= min <= max, not {value!r}")
+        return value
+
+
+#: Keys of a stage entry that are not its parameters.
+_STAGE_KEYS = ("stage", "name", "resources")
+
+
 class StageSpec(_Strict):
     stage: str
     name: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, Any] | None = None  # checked by build_stages against StageResourcesSpec
 
     @model_validator(mode="before")
     @classmethod
     def _inline_params(cls, data: Any) -> Any:
-        """Accept ``{stage: x, min_chars: 5}``: keys other than stage/name are parameters."""
+        """Accept ``{stage: x, min_chars: 5}``: keys other than stage/name/resources are parameters."""
         if isinstance(data, dict):
             data = dict(data)
             params = dict(data.pop("params", {}) or {})
-            for key in [k for k in data if k not in ("stage", "name")]:
+            for key in [k for k in data if k not in _STAGE_KEYS]:
                 params[key] = data.pop(key)
             data["params"] = params
         return data
@@ -171,6 +196,11 @@ def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:
             raise _config_error(label, err, prefix=key, model=cls.Params) from None
         entry.params = params.model_dump(mode="json")  # resolved: defaults filled in (fingerprint, pipeline.yaml)
         stage = cls(params, name=entry.name)
+        try:
+            resources = StageResourcesSpec.model_validate(entry.resources or {})
+        except ValidationError as err:
+            raise _config_error(label, err, prefix=f"{key}.resources", model=StageResourcesSpec) from None
+        stage.resource_overrides = resources.model_dump(exclude_none=True)
         if stage.name == RESERVED_STAGE_NAME:
             raise ConfigError(label, f"{key}.name", f"{stage.name!r} is the input reader's name in the ledger",
                               "give the stage another `name:`")

@@ -37,7 +37,9 @@ def released_heavy(table: pa.Table, dropped: pa.Array) -> dict[str, pa.Array]:
 
 
 #: What an image-producing stage writes (``download``, and the ``read`` stage of tar inputs): the
-#: encoded output image, its size, and the original's size (as displayed) and bytes.
+#: encoded output image, its size, the original's size (as displayed) and bytes, and two 64-bit
+#: hashes (signed int64, see curate.imaging.transform): of the original's bytes, and of the output
+#: pixels before encoding (``image_exact_dedup`` compares either).
 IMAGE_COLUMN_TYPES = {
     IMAGE: pa.binary(),
     "width": pa.int32(),
@@ -45,6 +47,8 @@ IMAGE_COLUMN_TYPES = {
     "orig_width": pa.int32(),
     "orig_height": pa.int32(),
     "orig_bytes": pa.int64(),
+    "orig_hash": pa.int64(),
+    "pixel_hash": pa.int64(),
 }
 
 _SCHEME_AND_HOST = r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(?P<tail>.*)$"

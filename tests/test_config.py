@@ -288,3 +288,46 @@ def test_read_is_a_reserved_stage_name() -> None:
     assert str(err) == ("<dict>: stages[0].name: 'read' is the input reader's name in the ledger "
                         "(give the stage another `name:`)")
 
+
+
+# --- per-stage resources (issue 6 §5): data, overridable in YAML, validated before Ray starts ---
+
+def test_stage_resources_override_the_declared_defaults(tmp_path: Path) -> None:
+    from curate.stages.base import Resources
+
+    path = write(tmp_path, GOOD_YAML.replace(
+        "    params: {timeout: 3, retries: 1}\n",
+        "    params: {timeout: 3, retries: 1}\n"
+        "    resources: {cpus: 2, gpus: 1, batch_size: 256, actors: [1, 8], memory_mb: 4000}\n"))
+    spec, stages = load_spec(path)
+    assert stages[3].resources == Resources(cpus=2.0, gpus=1.0, memory_mb=4000, batch_size=256, actors=(1, 8))
+    assert stages[3].params.timeout == 3.0  # resources are not parameters
+    assert stages[0].resources == type(stages[0]).default_resources  # untouched without resources:
+    inline = load_spec(base(stages=[{"stage": "laion_caption", "min_chars": 3, "resources": {"batch_size": 10}}]))[1][0]
+    assert (inline.params.min_chars, inline.resources.batch_size, inline.resources.cpus) == (3, 10, 1.0)
+
+
+def test_stage_resources_from_the_command_line(tmp_path: Path) -> None:
+    _, stages = load_spec(write(tmp_path, GOOD_YAML), ["stages.3.resources.actors=[2, 4]"])
+    assert stages[3].resources.actors == (2, 4)
+
+
+@pytest.mark.parametrize(("resources", "message"), [
+    ({"cpu": 2}, "stages[0].resources.cpu: unknown key (valid: cpus, gpus, memory_mb, batch_size, actors)"),
+    ({"gpus": -1}, "stages[0].resources.gpus: Input should be greater than or equal to 0"),
+    ({"cpus": 0}, "stages[0].resources.cpus: Input should be greater than 0"),
+    ({"batch_size": 0}, "stages[0].resources.batch_size: Input should be greater than 0"),
+    ({"actors": [3, 1]}, "stages[0].resources.actors: must be [min, max], whole numbers with 1 <= min <= max, not [3, 1]"),
+    ({"actors": [0, 2]}, "stages[0].resources.actors: must be [min, max], whole numbers with 1 <= min <= max, not [0, 2]"),
+    ({"actors": [4]}, "stages[0].resources.actors: must be [min, max], whole numbers with 1 <= min <= max, not [4]"),
+    ({"actors": [1.5, 2]}, "stages[0].resources.actors: must be [min, max], whole numbers with 1 <= min <= max, not [1.5, 2]"),
+])
+def test_bad_stage_resources_are_one_line(resources, message) -> None:
+    assert str(error_of(base(stages=[{"stage": "laion_caption", "resources": resources}]))) == f"<dict>: {message}"
+
+
+@pytest.mark.xfail(strict=True, reason="needs PipelineSpec.fingerprint() to exclude stages[*].resources (lead's change)")
+def test_stage_resources_are_not_in_the_fingerprint() -> None:
+    reference = load_spec(base(stages=[{"stage": "laion_caption"}]))[0].fingerprint()
+    tuned = load_spec(base(stages=[{"stage": "laion_caption", "resources": {"cpus": 2, "actors": [1, 4]}}]))[0]
+    assert tuned.fingerprint() == reference

@@ -3,6 +3,7 @@ images read from tar inputs."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,12 +29,28 @@ if TYPE_CHECKING:  # only its fields are read: importing curate.imaging stays li
 REDUCE_MARGIN = 1.5
 
 
+def bytes_hash(data: bytes) -> int:
+    """A 64-bit hash of ``data`` as a signed int64 (blake2b, keyless: the same on every machine
+    and run; hashlib releases the GIL over large buffers, so download threads overlap)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
+
+def pixels_hash(array: np.ndarray) -> int:
+    """:func:`bytes_hash` of an image's pixels with its shape, so equal bytes laid out as
+    different sizes or channel counts never match."""
+    digest = hashlib.blake2b(repr(array.shape).encode(), digest_size=8)
+    digest.update(np.ascontiguousarray(array, np.uint8).data)
+    return int.from_bytes(digest.digest(), "little", signed=True)
+
+
 @dataclass(frozen=True)
 class ImageResult:
     """One transformed image; ``reason`` is None on success, else a ledger reason
     (``not_an_image``, ``truncated_image``, ``undecodable``, ``decompression_bomb``) and
     ``error`` a one-line message that is the same on every run. ``orig_width``/``orig_height``
-    are the size of the image *as displayed* (after EXIF orientation), at full resolution."""
+    are the size of the image *as displayed* (after EXIF orientation), at full resolution.
+    ``pixel_hash`` is :func:`pixels_hash` of the output pixels before encoding: equal for one
+    picture served in different files (metadata, lossless re-encodings) that decode alike."""
 
     data: bytes | None
     width: int | None
@@ -42,15 +59,18 @@ class ImageResult:
     orig_height: int | None
     reason: str | None = None
     error: str | None = None
+    pixel_hash: int | None = None
 
     def fill(self, columns: dict[str, list], index: int, body: bytes) -> None:
         """Write row ``index`` of the image columns (``curate.schema.IMAGE_COLUMN_TYPES``): the
-        body's size always, the image and its sizes when it was transformed."""
+        body's size and hash always, the image, its sizes and its pixel hash when it was transformed."""
         columns["orig_bytes"][index] = len(body)
+        columns["orig_hash"][index] = bytes_hash(body)
         if self.reason is None:
             columns["image"][index] = self.data
             columns["width"][index], columns["height"][index] = self.width, self.height
             columns["orig_width"][index], columns["orig_height"][index] = self.orig_width, self.orig_height
+            columns["pixel_hash"][index] = self.pixel_hash
 
 
 @dataclass(frozen=True)
@@ -90,7 +110,8 @@ class ImageTransformer:
         except ImageRejected as rejected:
             return ImageResult(None, None, None, None, None, rejected.reason, str(rejected))
         height, width = pixels.array.shape[:2]
-        return ImageResult(self._encode(pixels.array), width, height, *pixels.orig_size)
+        return ImageResult(self._encode(pixels.array), width, height, *pixels.orig_size,
+                           pixel_hash=pixels_hash(pixels.array))
 
     def pixels(self, body: bytes) -> Pixels:
         """The output pixels before encoding; raises :class:`ImageRejected`."""
