@@ -20,11 +20,13 @@ import functools
 import glob as local_glob
 import os
 import re
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import pyarrow.fs as pafs
 
 __all__ = ["delete", "delete_dir", "exists", "file_size", "filesystem_of", "fingerprint", "glob", "is_local",
-           "join", "list_files", "open_input", "read_bytes", "scheme_of", "write_bytes"]
+           "join", "list_files", "open_input", "open_output", "read_bytes", "scheme_of", "write_bytes"]
 
 os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
 
@@ -133,19 +135,39 @@ def read_bytes(uri: str) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write ``uri`` whole or not at all: locally a ``.partial`` file renamed into place; on a
-    store one object, which readers see only once its upload completes."""
+    """Write ``uri`` whole or not at all (see :func:`open_output`)."""
+    with open_output(uri) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def open_output(uri: str) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``uri`` whole or not at all: locally a ``.partial`` file
+    renamed into place on success (removed on failure); on a store one object, which readers
+    see only once its upload completes (a killed process leaves nothing; an exception deletes
+    what its upload completed)."""
     if is_local(uri):
         path = _local_path(uri)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = path + ".partial"
-        with open(partial, "wb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
+        try:
+            with open(partial, "wb") as handle:
+                yield handle
+            os.replace(partial, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
         return
     fs, path = filesystem_of(uri)
-    with fs.open_output_stream(path) as stream:
-        stream.write(data)
+    stream = fs.open_output_stream(path)
+    try:
+        yield stream
+    except BaseException:
+        # pyarrow cannot abort an upload: closing completes it, so the object is deleted again.
+        stream.close()
+        delete(uri)
+        raise
+    stream.close()
 
 
 def list_files(uri_dir: str) -> list[str]:

@@ -6,6 +6,15 @@ the second one's recovery deleted the first one's ``_tmp/`` and unmarked shards.
 by ``kill -9``, so a stale lock cannot block a rerun. Where the filesystem has no flock (some
 NFS and FUSE mounts answer ENOLCK / EOPNOTSUPP), the lock file is created exclusively instead
 and a leftover one is taken over only when its holder ran on this host and its pid is gone.
+
+On an object store (:class:`StoreLock`) there is no flock and no rename. The lock is an object,
+``<run>/curate.lock``, created with a conditional PUT (``If-None-Match: *``; SeaweedFS 4.48
+and S3 honour it, tests/storage checks the refusal) and held as a lease: it names its holder
+and an expiry ``LEASE_S`` ahead, which a thread renews every ``LEASE_S / 4`` with ``If-Match``
+on the ETag it last wrote. A later driver takes the lock over only from a holder whose lease has
+expired or whose pid is gone on this host, again with ``If-Match``, so two takers cannot both
+win. Expiry compares wall clocks across hosts. ``gs://`` gets the same lease without the
+preconditions (checked, then written).
 """
 
 from __future__ import annotations
@@ -15,11 +24,14 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
 import psutil
 
+from curate import storage
+from curate.engine import s3_conditional
 from curate.errors import UserError
 
 LOCK_NAME = "curate.lock"
@@ -107,15 +119,23 @@ class RunLock:
         return UserError(f"{self.root}: in use by another curate run ({who}); {fix}")
 
 
-def live_holder(root: Path) -> dict | None:
+def live_holder(root: Path | str) -> dict | None:
     """Who holds a run's lock, for ``curate stats``: read, never locked (a probe lock would turn
     away a driver starting at that instant). A released lock file is empty; one left by a
-    ``kill -9`` names a pid that is gone (checked on this host; another host's is reported)."""
+    ``kill -9`` names a pid that is gone (checked on this host; another host's is reported);
+    a store lease past its expiry holds nothing."""
+    if not storage.is_local(str(root)):
+        holder, _ = _read_lease(storage.join(str(root), LOCK_NAME))
+        return holder if holder and not _stale(holder) else None
     holder = read_holder(Path(root) / LOCK_NAME)
     if not holder:
         return None
+    return None if _dead_here(holder) else holder
+
+
+def _dead_here(holder: dict) -> bool:
     pid = int(holder.get("pid", 0))
-    return holder if holder.get("host") != socket.gethostname() or (pid > 0 and psutil.pid_exists(pid)) else None
+    return holder.get("host") == socket.gethostname() and not (pid > 0 and psutil.pid_exists(pid))
 
 
 def read_holder(path: Path) -> dict | None:
@@ -128,3 +148,98 @@ def read_holder(path: Path) -> dict | None:
 
 def _me() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+LEASE_S = 60.0
+
+
+class StoreLock:
+    """Exclusive lease of a run directory on an object store (module docstring)."""
+
+    def __init__(self, root: str):
+        self.root = str(root)
+        self.uri = storage.join(self.root, LOCK_NAME)
+        self._conditional = storage.scheme_of(self.root) == "s3"
+        self._etag: str | None = None
+        self._token = os.urandom(8).hex()  # tells our lease from a later holder's
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def __enter__(self) -> StoreLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        if not self._put({"If-None-Match": "*"}):
+            holder, etag = _read_lease(self.uri)
+            if holder and not _stale(holder):
+                raise self._held_error(holder)
+            if not self._put({"If-Match": etag} if etag else {"If-None-Match": "*"}):
+                raise self._held_error(_read_lease(self.uri)[0])
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew, name="curate-lock-lease", daemon=True)
+        self._renewer.start()
+
+    def release(self) -> None:
+        if self._renewer is None:
+            return
+        self._stop.set()
+        self._renewer.join()
+        self._renewer = None
+        holder, etag = _read_lease(self.uri)
+        if etag == self._etag or (holder and holder.get("token") == self._token):
+            storage.delete(self.uri)
+        self._etag = None
+
+    def _put(self, condition: dict[str, str]) -> bool:
+        """Write our lease under ``condition``; False when the store refused the precondition."""
+        lease = {**_me(), "token": self._token, "expires": time.time() + LEASE_S}
+        body = json.dumps(lease).encode()
+        if not self._conditional:
+            if condition.get("If-None-Match") and storage.exists(self.uri):
+                return False
+            storage.write_bytes(self.uri, body)
+            self._etag = _read_lease(self.uri)[1]
+            return True
+        status, headers, _ = s3_conditional.request("PUT", self.uri.partition("://")[2], body, condition)
+        if status == s3_conditional.PRECONDITION_FAILED:
+            return False
+        self._etag = headers.get("etag")
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_S / 4):
+            if not self._put({"If-Match": self._etag} if self._etag else {}):
+                return  # taken over after our lease expired (a stalled driver); nothing to renew
+
+    def _held_error(self, holder: dict | None) -> UserError:
+        if not holder:
+            who = "a driver that is still starting"
+        else:
+            until = time.strftime("%H:%M:%S", time.localtime(holder.get("expires", 0)))
+            who = f"host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('since')}, lease until {until}"
+        return UserError(f"{self.root}: in use by another curate run ({who}); wait for it to finish or choose "
+                         f"another --output (a killed driver's lease expires {LEASE_S:.0f} s after its last renewal)")
+
+
+def _read_lease(uri: str) -> tuple[dict | None, str | None]:
+    """The lease's holder and ETag (None, None when there is none)."""
+    try:
+        fs, path = storage.filesystem_of(uri)
+        with fs.open_input_stream(path) as stream:
+            body, meta = stream.read(), stream.metadata() or {}
+    except FileNotFoundError:
+        return None, None
+    etag = meta.get(b"ETag") or meta.get("ETag")
+    try:
+        holder = json.loads(body) if body else None
+    except json.JSONDecodeError:
+        holder = None
+    return holder, etag.decode() if isinstance(etag, bytes) else etag
+
+
+def _stale(holder: dict) -> bool:
+    return float(holder.get("expires", 0)) < time.time() or _dead_here(holder)

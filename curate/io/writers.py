@@ -1,9 +1,13 @@
 """Writers of one work-unit part: WebDataset shards, their metadata parquet, and the ledger.
 
-Files are written under the run's ``_tmp/``, named by unit and first row; the driver moves
-them into place (shards under their next free index) only when the whole unit is accounted for
-(see :mod:`curate.engine.rundir`). A full or read-only disk is the user's to fix: it becomes a
-one-line :class:`~curate.errors.UserError`, and the rerun resumes.
+Files are written under ``tmp_root`` (a path or a store URI), named by unit and first row: on
+local disk the run's ``_tmp/``, from where the driver moves them into place (shards under their
+next free index); on an object store the run directory itself, under names that carry the
+driver's attempt, listed by the unit's marker (see :mod:`curate.engine.rundir`). Each file
+appears whole or not at all (:func:`curate.storage.open_output`). Feature columns (embeddings)
+go to one float16 ``.npy`` per shard and column, ``<shard>.<column>.npy``, never into the sample
+JSON or the parquet. A full or read-only disk, or a store that refuses the write, is the user's
+to fix: it becomes a one-line :class:`~curate.errors.UserError`, and the rerun resumes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate import storage
+from curate.config import first_line
 from curate.errors import UserError
 from curate.io.tar_writer import ShardTarWriter
 from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, IMAGE, INTERNAL, ROW, UID, UNIT, URL
@@ -61,9 +67,16 @@ _STORAGE_FAULTS = {errno.ENOSPC: ("no space left on device", _FREE), errno.EDQUO
                    errno.EPERM: ("permission denied", _WRITABLE)}
 
 
-def storage_error(err: OSError, root: Path) -> UserError | None:
+def storage_error(err: OSError, root: Path | str) -> UserError | None:
     """The one-line error for an output that cannot be written (full, read-only, not ours), or
-    None for any other OSError (a bug). Errors naming a file elsewhere are not the output's."""
+    None for any other OSError (a bug). Errors naming a file elsewhere are not the output's.
+    On a store every OSError is the store's answer (pyarrow gives no errno): denied access, a
+    missing bucket, an unreachable endpoint."""
+    if not storage.is_local(str(root)):
+        if type(err) is not OSError:  # FileNotFoundError and the like are ours to handle
+            return None
+        return UserError(f"{root}: the store refused a request ({first_line(err)}; check the bucket, "
+                         "AWS_ENDPOINT_URL and the credentials; rerunning the same command resumes)")
     if err.errno not in _STORAGE_FAULTS or (err.filename is None and err.errno in (errno.EACCES, errno.EPERM)):
         return None
     if err.filename is not None and not Path(os.fsdecode(err.filename)).resolve().is_relative_to(root):
@@ -73,18 +86,21 @@ def storage_error(err: OSError, root: Path) -> UserError | None:
     return UserError(f"{root}: {fault}{where} ({fix} or choose another --output; rerunning the same command resumes)")
 
 
-def write_unit_part(part: pa.Table, tmp_root: Path, samples_per_shard: int, image_ext: str, tag: str = "") -> PartRecord:
+def write_unit_part(part: pa.Table, tmp_root: Path | str, samples_per_shard: int, image_ext: str, tag: str = "",
+                    feature_columns: tuple[str, ...] = ()) -> PartRecord:
     """Write the kept rows of ``part`` (rows of one unit) as shards and its drops as a ledger."""
+    tmp_root = str(tmp_root)
     try:
-        return _write_unit_part(part, tmp_root, samples_per_shard, image_ext, tag)
+        return _write_unit_part(part, tmp_root, samples_per_shard, image_ext, tag, feature_columns)
     except OSError as err:
-        failure = storage_error(err, Path(tmp_root).resolve().parent)
+        failure = storage_error(err, Path(tmp_root).resolve().parent if storage.is_local(tmp_root) else tmp_root)
         if failure is None:
             raise
         raise failure from err
 
 
-def _write_unit_part(part: pa.Table, tmp_root: Path, samples_per_shard: int, image_ext: str, tag: str) -> PartRecord:
+def _write_unit_part(part: pa.Table, tmp_root: str, samples_per_shard: int, image_ext: str, tag: str,
+                     feature_columns: tuple[str, ...]) -> PartRecord:
     unit = int(part.column(UNIT)[0].as_py())
     rows = part.column(ROW).to_numpy()
     order = np.argsort(rows, kind="stable")
@@ -97,10 +113,10 @@ def _write_unit_part(part: pa.Table, tmp_root: Path, samples_per_shard: int, ima
     for start in range(0, kept.num_rows, samples_per_shard):
         chunk = kept.slice(start, samples_per_shard)
         name = part_name(unit, int(chunk.column(ROW)[0].as_py()), tag)
-        record.files += _write_shard(chunk, tmp_root, name, image_ext)
+        record.files += _write_shard(chunk, tmp_root, name, image_ext, feature_columns)
     if dropped.num_rows:
         relative = f"rejects/{part_name(unit, row0, tag)}.parquet"
-        _atomic_parquet(_ledger(dropped), tmp_root / relative)
+        _atomic_parquet(_ledger(dropped), storage.join(tmp_root, relative))
         record.files.append(relative)
     return record
 
@@ -121,20 +137,17 @@ def _ledger(dropped: pa.Table) -> pa.Table:
     )
 
 
-def metadata_columns(table: pa.Table) -> list[str]:
-    """Columns that go to the shard json and parquet: everything but bytes and bookkeeping."""
-    return [c for c in table.column_names if c not in INTERNAL and c not in HEAVY]
+def metadata_columns(table: pa.Table, feature_columns: tuple[str, ...] = ()) -> list[str]:
+    """Columns that go to the shard json and parquet: everything but bytes, features and bookkeeping."""
+    return [c for c in table.column_names if c not in INTERNAL and c not in HEAVY and c not in feature_columns]
 
 
-def _write_shard(chunk: pa.Table, tmp_root: Path, name: str, image_ext: str) -> list[str]:
+def _write_shard(chunk: pa.Table, tmp_root: str, name: str, image_ext: str, feature_columns: tuple[str, ...]) -> list[str]:
     tar_rel, parquet_rel = f"shards/{name}.tar", f"shards/{name}.parquet"
-    meta = chunk.select(metadata_columns(chunk))
+    meta = chunk.select(metadata_columns(chunk, feature_columns))
     records = meta.to_pylist()
     images = chunk.column(IMAGE).to_pylist() if IMAGE in chunk.column_names else [None] * chunk.num_rows
-    tar_path = tmp_root / tar_rel
-    tar_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = tar_path.with_suffix(".tar.partial")
-    with open(partial, "wb") as handle:
+    with storage.open_output(storage.join(tmp_root, tar_rel)) as handle:
         tar = ShardTarWriter(handle)
         for record, image in zip(records, images, strict=True):
             sample = {"txt": (record.get(CAPTION) or "").encode("utf-8"), "json": json.dumps(record).encode("utf-8")}
@@ -142,13 +155,31 @@ def _write_shard(chunk: pa.Table, tmp_root: Path, name: str, image_ext: str) -> 
                 sample[image_ext] = image
             tar.add(record[UID], sample)
         tar.close()
-    os.replace(partial, tar_path)
-    _atomic_parquet(meta, tmp_root / parquet_rel)
-    return [tar_rel, parquet_rel]
+    _atomic_parquet(meta, storage.join(tmp_root, parquet_rel))
+    files = [tar_rel, parquet_rel]
+    for column in feature_columns:
+        relative = f"shards/{name}.{column}.npy"
+        with storage.open_output(storage.join(tmp_root, relative)) as handle:
+            np.save(handle, feature_matrix(chunk.column(column)))
+        files.append(relative)
+    return files
 
 
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".parquet.partial")
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+def feature_matrix(values: pa.ChunkedArray) -> np.ndarray:
+    """A feature column (fixed-size or variable lists of floats, one vector per row, all of one
+    length) as a float16 ``rows x dim`` matrix, in the shard's sample order."""
+    values = values.combine_chunks()
+    if pa.types.is_fixed_size_list(values.type):
+        dim = values.type.list_size
+    else:
+        lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+        dim = int(lengths[0]) if len(lengths) else 0
+        if len(lengths) and (lengths != dim).any():
+            raise ValueError(f"feature vectors of different lengths ({sorted(set(lengths.tolist()))[:3]})")
+    flat = pc.list_flatten(values).to_numpy(zero_copy_only=False)
+    return flat.astype(np.float16).reshape(len(values), dim)
+
+
+def _atomic_parquet(table: pa.Table, uri: str) -> None:
+    with storage.open_output(uri) as handle:
+        pq.write_table(table, handle)
