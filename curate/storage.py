@@ -25,8 +25,8 @@ from typing import BinaryIO
 
 import pyarrow.fs as pafs
 
-__all__ = ["delete", "delete_dir", "exists", "file_size", "filesystem_of", "fingerprint", "glob", "is_local",
-           "join", "list_files", "open_input", "open_output", "read_bytes", "scheme_of", "write_bytes"]
+__all__ = ["StoreUri", "children", "delete", "delete_dir", "exists", "file_size", "filesystem_of", "fingerprint", "glob",
+           "is_local", "join", "list_files", "list_sizes", "open_input", "open_output", "read_bytes", "scheme_of", "write_bytes"]
 
 os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
 
@@ -90,6 +90,17 @@ def _s3_fs(settings: tuple[str | None, ...]) -> pafs.FileSystem:
         scheme, sep, host = endpoint.partition("://")
         options.update(scheme=scheme if sep else "https", endpoint_override=(host if sep else scheme).rstrip("/"))
     return pafs.S3FileSystem(**options)
+
+
+class StoreUri(str):
+    """A store URI that joins with ``/`` like a ``Path`` does: ``StoreUri("s3://b/run") / "shards"``."""
+
+    def __truediv__(self, part: str) -> StoreUri:
+        return StoreUri(join(self, str(part)))
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
 
 
 def join(uri: str, *parts: str) -> str:
@@ -172,13 +183,30 @@ def open_output(uri: str) -> Iterator[BinaryIO]:
 
 def list_files(uri_dir: str) -> list[str]:
     """Every file below ``uri_dir`` (recursive) as full URIs, sorted; empty if it does not exist."""
+    return list(list_sizes(uri_dir))
+
+
+def list_sizes(uri_dir: str) -> dict[str, int]:
+    """:func:`list_files` with each file's size, from the same listing."""
     fs, path = filesystem_of(uri_dir)
     selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
     try:
         infos = fs.get_file_info(selector)
     except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {_uri(uri_dir, info.path): info.size for info in sorted(infos, key=lambda i: i.path)
+            if info.type == pafs.FileType.File}
+
+
+def children(uri_dir: str) -> list[str]:
+    """Names of the entries directly below ``uri_dir`` (files and directories; a store's common
+    prefixes), sorted; empty if it does not exist."""
+    fs, path = filesystem_of(uri_dir)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(_uri(uri_dir, info.path) for info in infos if info.type == pafs.FileType.File)
+    return sorted(info.base_name for info in infos)
 
 
 def delete(uri: str) -> None:

@@ -13,6 +13,17 @@ unit that lost or changed a file is redone (issue 5 §3: a shard deleted by hand
 gone, a deleted shard parquet failed every rerun). Files in ``shards/`` and ``rejects/`` that no
 marker lists are leftovers of unfinished units and are removed, so a rerun after ``kill -9``
 equals a clean run: no lost and no duplicated uid.
+
+On an object store (``s3://``, ``gs://``) there is no atomic rename, so nothing is moved: workers
+write each part whole under its final name, which carries the driver's attempt
+(``shards/<unit>-<attempt>[-r<round>]-<row0>.tar``, its ``.parquet`` and ``.<feature>.npy``
+beside it; ``rejects/<unit>-<attempt>-<row0>.parquet``), and the unit's marker, written last, is
+the commit. Readers and ``curate stats`` use only files a marker lists; on every start, files no
+marker lists (a dead attempt's) are removed and done units are checked against their markers as
+on disk. There is no journal and no ``_tmp/`` there. The lock is a lease (:mod:`curate.engine.lock`).
+
+The manifest records ``uid_version``: uid normalisation (:func:`curate.schema.compute_uids`) is
+frozen behind it, and a run made under another version is not resumed.
 """
 
 from __future__ import annotations
@@ -22,32 +33,39 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import yaml
 
+from curate import storage
 from curate.config import PipelineSpec
-from curate.engine.lock import LOCK_NAME, RunLock
+from curate.engine.lock import LOCK_NAME, RunLock, StoreLock
 from curate.errors import UserError
-from curate.schema import uids_to_datacomp, uids_to_pairs
+from curate.io.uids_file import write_sorted_uids
 
 _VERSIONED = ("curate", "ray", "pyarrow", "img2dataset", "webdataset", "open_clip_torch", "torch")
 SIZES_NAME = "sizes.json"  # open_clip_train.data.get_dataset_size reads it beside the shards
+UID_VERSION = 1  # bump when curate.schema.compute_uids changes what uid a row gets
 
 
 class RunDir:
+    """A run directory. On local disk the path attributes are ``Path``s; on a store they are
+    :class:`curate.storage.StoreUri` strings (they join with ``/`` too)."""
+
     def __init__(self, root: str | Path):
-        self.root = Path(root).resolve()
+        self.local = storage.is_local(str(root))
+        self.root = Path(root).resolve() if self.local else storage.StoreUri(str(root).rstrip("/"))
+        self.attempt = uuid.uuid4().hex[:6]  # names a store attempt's parts apart from a dead one's
         self.shards = self.root / "shards"
         self.rejects = self.root / "rejects"
         self.stats = self.root / "stats"
         self.unit_stats = self.stats / "units"
         self.state = self.root / "state"
-        self.tmp = self.root / "_tmp"
+        self.tmp = self.root / "_tmp" if self.local else self.root  # parts go in place on a store
         self.journal = self.root / "_journal"
         self.manifest_path = self.root / "manifest.json"
         self._used: set[int] | None = None  # shard indices in use (None: not read yet)
@@ -57,6 +75,8 @@ class RunDir:
 
     def check_output(self, inputs: list[str], overwrite: bool) -> None:
         """Refuse, before anything is written, an output that is not ours to write or delete."""
+        if not self.local:
+            return self._check_store_output(inputs, overwrite)
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"{self.root}: exists and is not a directory; choose another --output")
         if not self.root.exists():
@@ -70,9 +90,26 @@ class RunDir:
             raise UserError(f"{self.root}: exists and is not a curate run directory (no manifest.json); "
                             f"choose another --output{fix}")
 
+    def _check_store_output(self, inputs: list[str], overwrite: bool) -> None:
+        names = storage.children(self.root)
+        if not names:
+            return
+        inside = [path for path in inputs if path.startswith(self.root + "/")]
+        if overwrite and inside:
+            raise UserError(f"{self.root}: holds this run's input {inside[0]}; --overwrite would delete it "
+                            "(move the input out or choose another --output)")
+        if "manifest.json" not in names and set(names) != {LOCK_NAME}:
+            fix = " (--overwrite deletes only curate runs)" if overwrite else ""
+            raise UserError(f"{self.root}: exists and is not a curate run directory (no manifest.json); "
+                            f"choose another --output{fix}")
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the run's exclusive lock (see :mod:`curate.engine.lock`) for the whole run."""
+        if not self.local:
+            with StoreLock(self.root):
+                yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with RunLock(self.root):
             yield
@@ -80,32 +117,49 @@ class RunDir:
     def prepare(self, spec: PipelineSpec, input_fingerprint: list, n_units: int, overwrite: bool) -> bool:
         """Create or reopen the run directory (under the lock); True when resuming an earlier run."""
         fingerprint = spec.fingerprint()
-        if self.manifest_path.exists() and not overwrite:
+        if storage.exists(str(self.manifest_path)) and not overwrite:
             manifest = self.manifest()
+            version = manifest.get("uid_version", UID_VERSION)  # runs before uid_version had version 1's uids
+            if version != UID_VERSION:
+                raise UserError(f"{self.root}: made with uid_version {version}, this curate computes uid_version "
+                                f"{UID_VERSION}; pass --overwrite to start over, or choose another --output")
             if manifest.get("spec_fingerprint") == fingerprint and manifest.get("inputs") == input_fingerprint:
                 return True
             what = "spec" if manifest.get("spec_fingerprint") != fingerprint else "input files"
             raise UserError(f"{self.root}: holds a run of a different {what}; pass --overwrite to start over, "
                             "or choose another --output")
-        for path in self.root.iterdir():  # check_output allowed this: a curate run, or only our lock
-            if path.name != LOCK_NAME:
-                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        self._clear()
         # The manifest first: a crash before it leaves only the lock file, which a rerun accepts.
         self.write_manifest({
             "spec_fingerprint": fingerprint,
             "inputs": input_fingerprint,
             "units": n_units,
+            "uid_version": UID_VERSION,
             "versions": _versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "state": "running",
         })
-        (self.root / "pipeline.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        for path in (self.shards, self.rejects, self.unit_stats, self.state):
-            path.mkdir(parents=True, exist_ok=True)
+        storage.write_bytes(str(self.root / "pipeline.yaml"),
+                            yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).encode())
+        if self.local:
+            for path in (self.shards, self.rejects, self.unit_stats, self.state):
+                path.mkdir(parents=True, exist_ok=True)
         return False
 
+    def _clear(self) -> None:
+        """Remove everything but our lock (check_output allowed this: a curate run, or only the lock)."""
+        if not self.local:
+            for name in storage.children(self.root):
+                if name != LOCK_NAME:
+                    storage.delete_dir(self.root / name)
+                    storage.delete(self.root / name)
+            return
+        for path in self.root.iterdir():
+            if path.name != LOCK_NAME:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
     def manifest(self) -> dict:
-        return json.loads(self.manifest_path.read_text())
+        return json.loads(storage.read_bytes(str(self.manifest_path)))
 
     def write_manifest(self, manifest: dict) -> None:
         _atomic_write(self.manifest_path, json.dumps(manifest, indent=2))
@@ -118,6 +172,8 @@ class RunDir:
     def recover(self) -> list[str]:
         """Roll journals forward, check done units' files, remove leftovers; returns one line per
         unit that must be redone."""
+        if not self.local:
+            return self._recover_store()
         for path in (self.shards, self.rejects, self.unit_stats):
             path.mkdir(parents=True, exist_ok=True)
         redo = []
@@ -146,27 +202,53 @@ class RunDir:
         self._mark_used(listed)
         return redo
 
-    def _damage(self, entry: dict) -> str | None:
-        """What is wrong with a done unit's files, or None."""
+    def _recover_store(self) -> list[str]:
+        """The store's recovery: no journals; markers checked against one listing of ``shards/``
+        and ``rejects/``, whose files no marker lists (dead attempts' parts) are removed."""
+        found = {**storage.list_sizes(self.shards), **storage.list_sizes(self.rejects)}
+        prefix = len(self.root) + 1
+        found = {uri[prefix:]: size for uri, size in found.items()}
+        redo, listed = [], set()
+        for marker in self._marker_uris():
+            entry = json.loads(storage.read_bytes(marker))
+            problem = self._damage(entry, found)
+            if problem:
+                redo.append(f"unit {entry['unit']}: {problem}; redoing the unit")
+                storage.delete(marker)
+            else:
+                listed.update(entry["files"])
+        for relative in sorted(set(found) - listed):
+            storage.delete(self.root / relative)
+        return redo
+
+    def _damage(self, entry: dict, found: dict[str, int] | None = None) -> str | None:
+        """What is wrong with a done unit's files, or None (``found``: a store listing's sizes)."""
         files = entry.get("files")
         if files is None:
             return "its marker lists no files (written by an older curate)"
         for relative, size in files.items():
             try:
-                found = (self.root / relative).stat().st_size
-            except FileNotFoundError:
+                actual = found[relative] if found is not None else (self.root / relative).stat().st_size
+            except (FileNotFoundError, KeyError):
                 return f"{relative} is missing"
-            if found != size:
-                return f"{relative} has {found} bytes, its marker says {size}"
+            if actual != size:
+                return f"{relative} has {actual} bytes, its marker says {size}"
         return None
 
     def cleanup(self) -> None:
         """Remove the (now empty) temporary folders of a finished run."""
+        if not self.local:
+            return
         shutil.rmtree(self.tmp, ignore_errors=True)
         if self.journal.exists() and not any(self.journal.iterdir()):
             self.journal.rmdir()
 
+    def _marker_uris(self) -> list[str]:
+        return [uri for uri in storage.list_files(str(self.unit_stats)) if uri.endswith(".json")]
+
     def done_units(self) -> set[int]:
+        if not self.local:
+            return {int(uri.rsplit("/", 1)[1].removesuffix(".json")) for uri in self._marker_uris()}
         return {int(p.stem) for p in self.unit_stats.glob("*.json")}
 
     # -- commits ----------------------------------------------------------------------------
@@ -178,10 +260,31 @@ class RunDir:
         their names (a retry round's rewritten ledger replaces the committed one). A unit that
         already has a marker (a retry round) keeps the files it lists.
         """
+        if not self.local:
+            return self._commit_store(unit, files, stats)
         journal, entry = self.write_journal(unit, files, stats)
         _, problem = self._apply_journal(journal, entry)
         if problem:
             raise RuntimeError(f"unit {unit}: {problem}")
+
+    def _commit_store(self, unit: int, files: list[str], stats: dict) -> None:
+        """On a store the parts are already in place: the marker, one PUT, is the commit."""
+        sizes = {}
+        for relative in files:
+            try:
+                sizes[relative] = storage.file_size(self.root / relative)
+            except FileNotFoundError:
+                raise RuntimeError(f"unit {unit}: its commit lists {relative}, which is not in {self.root}") from None
+        marker = self.unit_stats / f"{unit:05d}.json"
+        kept = json.loads(storage.read_bytes(marker))["files"] if storage.exists(marker) else {}
+        storage.write_bytes(marker, json.dumps({**stats, "files": {**kept, **sizes}}).encode())
+
+    def part_tag(self, tag: str = "") -> str:
+        """The tag of this driver's part names: none on local disk (parts are renamed into place),
+        the attempt on a store (a dead attempt's straggler cannot overwrite a committed part)."""
+        if self.local:
+            return tag
+        return f"{self.attempt}-{tag}" if tag else self.attempt
 
     def write_journal(self, unit: int, files: list[str], stats: dict) -> tuple[Path, dict]:
         """The commit's plan, written atomically before anything moves; fails on a missing file."""
@@ -192,12 +295,12 @@ class RunDir:
             except FileNotFoundError:
                 raise RuntimeError(f"unit {unit}: its commit lists {relative}, which is not in _tmp/") from None
         shard_names = {}
-        for stem in sorted({Path(f).stem for f in files if f.startswith("shards/")}):
-            shard_names[stem] = f"{self._allocate():05d}"
+        for part in sorted({_part_of(f)[0] for f in files if f.startswith("shards/")}):
+            shard_names[part] = f"{self._allocate():05d}"
         moves = []
         for relative in files:
-            path = Path(relative)
-            target = f"shards/{shard_names[path.stem]}{path.suffix}" if relative.startswith("shards/") else relative
+            part, extension = _part_of(relative)
+            target = f"shards/{shard_names[part]}{extension}" if relative.startswith("shards/") else relative
             moves.append([relative, target])
         marker_path = self.unit_stats / f"{unit:05d}.json"
         kept = json.loads(marker_path.read_text())["files"] if marker_path.exists() else {}
@@ -240,29 +343,37 @@ class RunDir:
         self._lowest_free = 0
 
     def read_unit_stats(self, unit: int) -> dict:
-        return json.loads((self.unit_stats / f"{unit:05d}.json").read_text())
+        return json.loads(storage.read_bytes(str(self.unit_stats / f"{unit:05d}.json")))
+
+    def committed_files(self) -> list[str]:
+        """Every file a unit marker lists, relative to the root, sorted (readers use only these)."""
+        markers = self._marker_uris() if not self.local else [str(p) for p in self.unit_stats.glob("*.json")]
+        return sorted(name for marker in markers for name in json.loads(storage.read_bytes(marker))["files"])
 
     # -- outputs ----------------------------------------------------------------------------
 
     def write_uids_and_sizes(self) -> dict[str, int]:
-        """From one read of every shard parquet: ``uids.npy``, the sorted kept uids in DataComp's
-        ``u8,u8`` layout (16 bytes a uid in memory; no Python string per uid), and
-        ``shards/sizes.json``, tar basename -> samples, the file open_clip's trainer sizes its
-        epoch from (``get_dataset_size``). Returns the sizes."""
-        parts, sizes = [], {}
-        for path in sorted(self.shards.glob("*.parquet")):
-            parts.append(uids_to_pairs(pq.read_table(path, columns=["uid"]).column("uid")))
-            sizes[f"{path.stem}.tar"] = len(parts[-1])
-        pairs = uids_to_datacomp(np.concatenate(parts) if parts else np.zeros(0, np.dtype("u8,u8")))
-        with open(self.root / "uids.npy.partial", "wb") as handle:
-            np.save(handle, pairs)
-        os.replace(self.root / "uids.npy.partial", self.root / "uids.npy")
+        """``shards/sizes.json``, tar basename -> samples (from the committed shard parquets'
+        metadata), the file open_clip's trainer sizes its epoch from (``get_dataset_size``), and
+        ``uids.npy``, the sorted kept uids in DataComp's ``u8,u8`` layout, by an external merge
+        sort (:mod:`curate.io.uids_file`: no driver memory per uid). Returns the sizes."""
+        parquets = [str(self.root / name) for name in self.committed_files()
+                    if name.startswith("shards/") and name.endswith(".parquet")]
+        sizes = {}
+        for uri in parquets:
+            fs, path = storage.filesystem_of(uri)
+            sizes[uri.rsplit("/", 1)[1].removesuffix(".parquet") + ".tar"] = pq.read_metadata(path, filesystem=fs).num_rows
+        write_sorted_uids(parquets, str(self.root / "uids.npy"), sum(sizes.values()))
         _atomic_write(self.shards / SIZES_NAME, json.dumps(sizes, indent=0))
         return sizes
 
     def train_data(self, sizes: dict[str, int]) -> str:
         """The shards as one ``--train-data`` string: brace ranges of consecutive indices,
-        joined by ``::`` where a gap remains (open_clip's ``expand_urls`` reads both)."""
+        joined by ``::`` where a gap remains (open_clip's ``expand_urls`` reads both). On a store,
+        one ``pipe:aws s3 cp URI -`` per shard (webdataset has no s3 scheme; the AWS CLI reads
+        the same ``AWS_*`` environment), joined by ``::``."""
+        if not self.local:
+            return "::".join(f"pipe:aws s3 cp {self.shards / name} -" for name in sorted(sizes))
         indices = sorted(int(name.removesuffix(".tar")) for name in sizes)
         ranges: list[list[int]] = []
         for index in indices:
@@ -273,6 +384,14 @@ class RunDir:
                 ranges.append([index, index])
         parts = [f"{a:05d}" if a == b else f"{{{a:05d}..{b:05d}}}" for a, b in ranges]
         return "::".join(f"{self.shards}/{part}.tar" for part in parts)
+
+
+def _part_of(relative: str) -> tuple[str, str]:
+    """``shards/00012-0004000.clip.npy`` -> (``00012-0004000``, ``.clip.npy``): a part's files
+    share its name up to the first dot, so they take one shard index together."""
+    name = relative.rsplit("/", 1)[-1]
+    stem, dot, rest = name.partition(".")
+    return stem, dot + rest
 
 
 def _shard_index(relative: str) -> int | None:
@@ -288,7 +407,11 @@ def _has_size(path: Path, size: int) -> bool:
         return False
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path | str, text: str) -> None:
+    """Locally written, synced and renamed into place; on a store one PUT."""
+    if not isinstance(path, Path):
+        storage.write_bytes(path, text.encode())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     with open(partial, "w") as handle:
