@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate import storage
 from curate.config import RESERVED_STAGE_NAME, InputSpec, first_line
 from curate.errors import InputError
 
@@ -74,7 +75,16 @@ def ranges(total: int, per_unit: int) -> Iterator[tuple[int, int]]:
 
 
 def open_binary(path: str):
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    """A binary file for a path or store URI (seekable; a store's is read by ranges), ``.gz``
+    files decompressed. Local files keep Python's own file object."""
+    if storage.is_local(path):
+        return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    handle = storage.open_input(path)
+    if not path.endswith(".gz"):
+        return handle
+    unzipped = gzip.GzipFile(fileobj=handle, mode="rb")
+    unzipped.myfileobj = handle  # GzipFile.close() closes the file it was given only through this
+    return unzipped
 
 
 def json_kind(value: object) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate import storage
 from curate.config import InputSpec
 from curate.errors import InputError
 from curate.io.read_common import (
@@ -26,6 +27,11 @@ from curate.io.read_common import (
 )
 
 
+def _parquet_file(uri: str) -> pq.ParquetFile:
+    """A parquet file by path or store URI (a store's is read by ranges)."""
+    return pq.ParquetFile(uri if storage.is_local(uri) else storage.open_input(uri))
+
+
 def _holds_text(kind: pa.DataType) -> bool:
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
@@ -37,7 +43,7 @@ def _holds_text(kind: pa.DataType) -> bool:
 def plan_parquet(path: str, fmt: str, spec: InputSpec):
     """Yield ``(start, stop, 0, 0)`` per unit; refuse unreadable files and non-text text columns."""
     try:
-        meta = pq.ParquetFile(path)
+        meta = _parquet_file(path)
     except (pa.ArrowException, OSError) as err:
         raise InputError(
             f"{path}: not a readable parquet file ({first_line(err)}); re-export it or remove it from input.path"
@@ -54,7 +60,7 @@ def plan_parquet(path: str, fmt: str, spec: InputSpec):
 
 
 def read_parquet(unit: Unit, spec: InputSpec) -> tuple[pa.Table, BadRows]:
-    handle = pq.ParquetFile(unit.path)
+    handle = _parquet_file(unit.path)
     groups, first_row, offset = [], 0, 0
     for index in range(handle.metadata.num_row_groups):
         rows = handle.metadata.row_group(index).num_rows

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate import storage
 from curate.config import InputSpec
 from curate.errors import InputError
 from curate.io.duplicate_uids import DuplicateUidCheck
@@ -48,12 +49,15 @@ _SUFFIXES = {
 
 
 def expand_paths(spec: InputSpec) -> list[str]:
-    """Files named by ``input.path`` (files, directories' supported files, globs), absolute and
-    normalised; a file named twice (two patterns, a symlink) is read once."""
+    """Files named by ``input.path`` (files, directories' supported files, globs; local paths or
+    ``s3://`` / ``gs://`` URIs), local ones absolute and normalised; a file named twice (two
+    patterns, a symlink) is read once."""
     patterns = spec.path if isinstance(spec.path, list) else [spec.path]
     files: list[str] = []
     for pattern in patterns:
-        if any(ch in pattern for ch in "*?["):
+        if not storage.is_local(pattern):
+            files.extend(_expand_store(pattern.rstrip("/")))
+        elif any(ch in pattern for ch in "*?["):
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
                 raise InputError(f"input.path: no file matches {pattern!r} (check the pattern; relative to {os.getcwd()})")
@@ -69,8 +73,32 @@ def expand_paths(spec: InputSpec) -> list[str]:
             raise InputError(f"input.path: {pattern!r} does not exist (check the path, relative to {os.getcwd()})")
     unique: dict[str, str] = {}
     for name in files:
-        unique.setdefault(os.path.realpath(name), os.path.normpath(os.path.abspath(name)))
+        if storage.is_local(name):
+            unique.setdefault(os.path.realpath(name), os.path.normpath(os.path.abspath(name)))
+        else:
+            unique.setdefault(name, name)
     return list(unique.values())
+
+
+def _expand_store(pattern: str) -> list[str]:
+    """A store pattern: a glob, an object, or a prefix ("directory") of supported files."""
+    if any(ch in pattern for ch in "*?["):
+        matches = storage.glob(pattern)
+        if not matches:
+            raise InputError(f"input.path: no object matches {pattern!r} (check the pattern, the bucket and AWS_ENDPOINT_URL)")
+        return matches
+    try:
+        if storage.file_size(pattern) >= 0:
+            return [pattern]
+    except FileNotFoundError:
+        pass
+    below = storage.list_files(pattern)
+    found = [uri for uri in below if format_of(uri)]
+    if below and not found:
+        raise InputError(f"input.path: {pattern!r} holds no parquet/csv/tsv/jsonl/tar object")
+    if not found:
+        raise InputError(f"input.path: {pattern!r} does not exist (check the URI, the bucket and AWS_ENDPOINT_URL)")
+    return found
 
 
 def format_of(path: str) -> str | None:
