@@ -1,0 +1,67 @@
+"""The run lock on an object store: a lease object created with a conditional PUT, refused to a
+second driver, taken over from a killed or expired holder, released on exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from curate import storage
+from curate.engine import lock
+from curate.engine.lock import LOCK_NAME, StoreLock, live_holder
+from curate.errors import UserError
+
+
+def test_a_second_driver_is_refused_and_the_lock_goes_on_release(bucket) -> None:
+    root = f"{bucket}/run"
+    with StoreLock(root):
+        holder = json.loads(storage.read_bytes(f"{root}/{LOCK_NAME}"))
+        assert (holder["host"], holder["pid"]) == (socket.gethostname(), os.getpid())
+        assert live_holder(root)["token"] == holder["token"]
+        with pytest.raises(UserError) as refused:
+            StoreLock(root).acquire()
+        assert str(refused.value).startswith(f"{root}: in use by another curate run (host {socket.gethostname()}, pid ")
+        assert str(refused.value).endswith("wait for it to finish or choose another --output "
+                                           "(a killed driver's lease expires 60 s after its last renewal)")
+    assert not storage.exists(f"{root}/{LOCK_NAME}") and live_holder(root) is None
+
+
+def test_a_killed_holders_lease_is_taken_over(bucket) -> None:
+    root = f"{bucket}/run"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lease = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "then", "token": "old",
+             "expires": time.time() + 3600}
+    storage.write_bytes(f"{root}/{LOCK_NAME}", json.dumps(lease).encode())
+    assert live_holder(root) is None
+    with StoreLock(root):
+        assert json.loads(storage.read_bytes(f"{root}/{LOCK_NAME}"))["token"] != "old"
+
+
+def test_an_expired_lease_of_another_host_is_taken_over_a_live_one_is_not(bucket) -> None:
+    root = f"{bucket}/run"
+    lease = {"host": "elsewhere", "pid": 1, "since": "then", "token": "other", "expires": time.time() + 3600}
+    storage.write_bytes(f"{root}/{LOCK_NAME}", json.dumps(lease).encode())
+    with pytest.raises(UserError, match=r"in use by another curate run \(host elsewhere, pid 1, since then"):
+        StoreLock(root).acquire()
+    storage.write_bytes(f"{root}/{LOCK_NAME}", json.dumps({**lease, "expires": time.time() - 1}).encode())
+    with StoreLock(root):
+        assert json.loads(storage.read_bytes(f"{root}/{LOCK_NAME}"))["host"] == socket.gethostname()
+
+
+def test_the_lease_is_renewed(bucket, monkeypatch) -> None:
+    monkeypatch.setattr(lock, "LEASE_S", 0.4)
+    root = f"{bucket}/run"
+    with StoreLock(root):
+        first = json.loads(storage.read_bytes(f"{root}/{LOCK_NAME}"))
+        for _ in range(100):  # renewals come every LEASE_S / 4
+            renewed = json.loads(storage.read_bytes(f"{root}/{LOCK_NAME}"))
+            if renewed["expires"] > first["expires"]:
+                break
+            time.sleep(0.1)
+        assert renewed["expires"] > first["expires"] and renewed["token"] == first["token"]
