@@ -133,6 +133,30 @@ class StageResourcesSpec(_Strict):
 _STAGE_KEYS = ("stage", "name", "resources")
 
 
+class StageResourcesSpec(_Strict):
+    """A stage's ``resources:`` in YAML: overrides of its declared defaults (how it runs, not what
+    it computes, so they are not part of the spec's fingerprint)."""
+
+    cpus: float | None = Field(None, gt=0, le=1024, allow_inf_nan=False, description="CPUs per worker")
+    gpus: float | None = Field(None, ge=0, le=64, allow_inf_nan=False, description="GPUs per worker (fractions share one)")
+    memory_mb: int | None = Field(None, ge=0, description="memory per worker, MB (Ray schedules by it)")
+    batch_size: int | None = Field(None, gt=0, le=10_000_000, description="rows per call of the stage")
+    actors: tuple[int, int] | None = Field(None, description="actor pool size [min, max] of a stage that loads something")
+
+    @field_validator("actors", mode="before")
+    @classmethod
+    def _pool_bounds(cls, value: Any) -> Any:
+        bounds = list(value) if isinstance(value, list | tuple) else None
+        if value is not None and not (bounds and len(bounds) == 2 and all(type(b) is int for b in bounds)
+                                      and 1 <= bounds[0] <= bounds[1]):
+            raise ValueError(f"must be [min, max], whole numbers with 1 <= min <= max, not {value!r}")
+        return value
+
+
+#: Keys of a stage entry that are not its parameters.
+_STAGE_KEYS = ("stage", "name", "resources")
+
+
 class StageSpec(_Strict):
     stage: str
     name: str | None = None
@@ -201,6 +225,7 @@ def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:
         except ValidationError as err:
             raise _config_error(label, err, prefix=f"{key}.resources", model=StageResourcesSpec) from None
         stage.resource_overrides = resources.model_dump(exclude_none=True)
+        _check_resources(stage, f"{key}.resources", label)
         if stage.name == RESERVED_STAGE_NAME:
             raise ConfigError(label, f"{key}.name", f"{stage.name!r} is the input reader's name in the ledger",
                               "give the stage another `name:`")
@@ -210,6 +235,18 @@ def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:
         stages.append(stage)
     _check_order(stages, spec, kinds, label)
     return stages
+
+
+def _check_resources(stage: Stage, key: str, label: str) -> None:
+    """What Ray would refuse later (or silently ignore), refused before it starts."""
+    from curate.engine.operators import runs_in_actors
+
+    resources = stage.resources
+    if resources.gpus > 0 and resources.batch_size is None:
+        raise ConfigError(label, key, f"{stage.kind} on GPUs needs a batch_size", "add batch_size, e.g. 256")
+    if resources.actors is not None and not runs_in_actors(stage):
+        raise ConfigError(label, f"{key}.actors", f"{stage.kind} loads nothing, so it runs as tasks, not actors",
+                          "remove actors; cpus sets what each task takes")
 
 
 def _check_order(stages: list[Stage], spec: PipelineSpec, kinds: dict[str, type[Stage]], label: str) -> None:

@@ -331,3 +331,11 @@ def test_stage_resources_are_not_in_the_fingerprint() -> None:
     reference = load_spec(base(stages=[{"stage": "laion_caption"}]))[0].fingerprint()
     tuned = load_spec(base(stages=[{"stage": "laion_caption", "resources": {"cpus": 2, "actors": [1, 4]}}]))[0]
     assert tuned.fingerprint() == reference
+
+
+def test_resources_ray_would_refuse_or_ignore_are_config_errors() -> None:
+    err = error_of(base(stages=[{"stage": "laion_caption", "resources": {"actors": [1, 2]}}]))
+    assert str(err) == ("<dict>: stages[0].resources.actors: laion_caption loads nothing, so it runs as tasks, not actors "
+                        "(remove actors; cpus sets what each task takes)")
+    err = error_of(base(stages=[{"stage": "laion_caption", "resources": {"gpus": 1}}]))
+    assert str(err) == "<dict>: stages[0].resources: laion_caption on GPUs needs a batch_size (add batch_size, e.g. 256)"
