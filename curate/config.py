@@ -133,30 +133,6 @@ class StageResourcesSpec(_Strict):
 _STAGE_KEYS = ("stage", "name", "resources")
 
 
-class StageResourcesSpec(_Strict):
-    """A stage's ``resources:`` in YAML: overrides of its declared defaults (how it runs, not what
-    it computes, so they are not part of the spec's fingerprint)."""
-
-    cpus: float | None = Field(None, gt=0, le=1024, allow_inf_nan=False, description="CPUs per worker")
-    gpus: float | None = Field(None, ge=0, le=64, allow_inf_nan=False, description="GPUs per worker (fractions share one)")
-    memory_mb: int | None = Field(None, ge=0, description="memory per worker, MB (Ray schedules by it)")
-    batch_size: int | None = Field(None, gt=0, le=10_000_000, description="rows per call of the stage")
-    actors: tuple[int, int] | None = Field(None, description="actor pool size [min, max] of a stage that loads something")
-
-    @field_validator("actors", mode="before")
-    @classmethod
-    def _pool_bounds(cls, value: Any) -> Any:
-        bounds = list(value) if isinstance(value, list | tuple) else None
-        if value is not None and not (bounds and len(bounds) == 2 and all(type(b) is int for b in bounds)
-                                      and 1 <= bounds[0] <= bounds[1]):
-            raise ValueError(f"must be [min, max], whole numbers with 1 <= min <= max, not {value!r}")
-        return value
-
-
-#: Keys of a stage entry that are not its parameters.
-_STAGE_KEYS = ("stage", "name", "resources")
-
-
 class StageSpec(_Strict):
     stage: str
     name: str | None = None
