@@ -1,9 +1,12 @@
 """Exact image deduplication after ``download`` (issue 6 §2): a global stage on the cluster.
 
-Web pools repeat the same picture under many URLs (mirrors, CDNs, resized copies re-served).
-LAION-5B (Schuhmann et al. 2022, §3.2) and DataComp (Gadre et al. 2023, §3 and App. E) remove
-exact duplicates of downloaded images before training; this stage does it for a curate run, with
-the ledger naming the survivor of every dropped copy.
+Web pools repeat the same picture under many URLs (mirrors, CDNs, re-uploads): Webster et al.
+("On the De-duplication of LAION-2B", 2023) estimate that about 30% of LAION-2B's images are
+duplicated, and SemDeDup (Abbas et al. 2023, §1) describes LAION as curated, beyond its filters,
+only by searches for exact duplicates. Hashing the content is that cheap first pass (NeMo
+Curator's exact dedup hashes it the same way, with MD5); near and semantic duplicates need
+perceptual hashes or embeddings, later stages. This stage runs it on the cluster after
+``download``, with the ledger naming the survivor of every dropped copy.
 
 ``by: pixels`` (the default) compares the 64-bit hash of the *output pixels* before encoding
 (``pixel_hash``, written by :class:`curate.imaging.ImageTransformer`), so one picture served as
