@@ -37,6 +37,7 @@ from unittest import mock
 
 from curate.config import ResourcesSpec
 from curate.errors import UserError
+from curate.io.plan_tasks import Call
 
 LOOPBACK = "127.0.0.1"
 LOCK_NAME = "driver.lock"
@@ -80,6 +81,28 @@ def ray_session(address: str | None, resources: ResourcesSpec) -> Iterator[None]
         raise
     finally:
         embedded.stop(failed=failed)
+
+
+def on_workers(calls: list[Call]) -> list:
+    """Run planning calls as Ray tasks (one CPU each, all at once); results in the calls' order.
+
+    A call's :class:`UserError` (an unreadable input file) is raised as itself, the first in
+    the calls' order, and the tasks not yet finished are cancelled."""
+    import ray
+
+    remote: dict = {}
+    refs = []
+    for function, args in calls:
+        task = remote.setdefault(function, ray.remote(num_cpus=1)(function))
+        refs.append(task.remote(*args))
+    try:
+        return [ray.get(ref) for ref in refs]
+    except ray.exceptions.RayTaskError as err:
+        for ref in refs:
+            ray.cancel(ref)
+        if isinstance(err.cause, UserError):
+            raise err.cause from None
+        raise
 
 
 class EmbeddedRay:

@@ -27,7 +27,7 @@ from curate.io.read_common import (
     first_line,
     json_kind,
     loose_column,
-    ranges,
+    open_binary,
     required_columns,
     text_columns,
     text_value,
@@ -56,19 +56,19 @@ def _grouped(tar: tarfile.TarFile) -> Iterator[tuple[int, str, tarfile.TarInfo]]
         yield sample, member_key, member
 
 
-def plan_tar(path: str, fmt: str, spec: InputSpec):
-    """Yield ``(start, stop, 0, 0)`` per unit of samples (member headers only; no data is read)."""
+def tar_samples(path: str) -> int:
+    """How many samples the tar holds (member headers only; no data is read). Runs on a worker:
+    a gzipped tar is read whole to list its members."""
     samples = 0
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with open_binary(path) as handle, tarfile.open(fileobj=handle, mode="r:*") as tar:
             for sample, _, _ in _grouped(tar):
                 samples = sample + 1
     except (tarfile.TarError, OSError, EOFError) as err:
         raise InputError(
             f"{path}: not a readable tar file ({first_line(err)}); re-create it or remove it from input.path"
         ) from None
-    for start, stop in ranges(samples, spec.rows_per_unit):
-        yield start, stop, 0, 0
+    return samples
 
 
 @dataclass
@@ -83,7 +83,7 @@ def _collect(unit: Unit, cap: int) -> list[_Sample]:
     """The unit's samples; members of earlier samples are skipped, not read."""
     samples: list[_Sample] = []
     first_of_key: dict[str, int] = {}
-    with tarfile.open(unit.path, "r:*") as tar:
+    with open_binary(unit.path) as handle, tarfile.open(fileobj=handle, mode="r:*") as tar:
         for index, key, member in _grouped(tar):
             if index >= unit.stop:
                 break

@@ -1,7 +1,7 @@
 """Line-based inputs: csv, tsv (with or without a header line) and jsonl[.gz].
 
-Planning counts rows and remembers the byte offset of every ``rows_per_unit``-th row, so a
-worker reads only its unit's bytes. Reading takes Arrow's vectorised parsers first and falls
+Planning (:mod:`curate.io.plan_lines`) finds the byte range of every unit, so a worker reads
+only its unit's bytes. Reading takes Arrow's vectorised parsers first and falls
 back to a row-by-row pass only for a unit that holds a bad row (invalid UTF-8, a line that is
 not a JSON object, a url or caption that is not a string), which becomes a ``read`` ledger row.
 """
@@ -20,7 +20,6 @@ from curate.errors import InputError
 from curate.io.read_common import (
     BadRows,
     Unit,
-    check_columns,
     decode_text_column,
     first_line,
     open_binary,
@@ -30,67 +29,13 @@ from curate.io.read_common import (
 )
 
 
-def plan_lines(path: str, fmt: str, spec: InputSpec):
-    """Yield ``(start, stop, byte_start, byte_stop)`` per unit of a csv/tsv/jsonl file."""
-    header_end = 0
-    names: list[str] = []
-    try:
-        with open_binary(path) as handle:
-            first = handle.readline()
-            if fmt in ("csv", "tsv"):
-                names = column_names(first, fmt, path, spec)
-                header_end = len(first) if spec.header else 0
-                check_columns(path, names, spec, fmt)
-            else:
-                _check_jsonl_first_line(first, path, spec)
-            boundaries = [header_end]
-            rows = 0
-            position = header_end
-            handle.seek(header_end)
-            for line in handle:
-                position += len(line)
-                if line.strip():
-                    rows += 1
-                    if rows % spec.rows_per_unit == 0:
-                        boundaries.append(position)
-            if rows % spec.rows_per_unit:
-                boundaries.append(position)
-    except (OSError, EOFError) as err:
-        raise InputError(f"{path}: cannot read ({first_line(err)})") from None
-    if fmt in ("csv", "tsv"):
-        # A full parse at planning time: it finds malformed rows before Ray starts, and
-        # quoted values that span lines (such a file cannot be split on newlines).
-        parsed_rows = _csv_rows(path, fmt, names, spec.header)
-        if parsed_rows != rows:
-            # Quoted values span lines: the file cannot be split on newlines, so it is one unit.
-            yield 0, parsed_rows, header_end, position
-            return
-    for index in range(len(boundaries) - 1):
-        start = index * spec.rows_per_unit
-        stop = min(rows, start + spec.rows_per_unit)
-        yield start, stop, boundaries[index], boundaries[index + 1]
-
-
-def _parse_options(fmt: str) -> pacsv.ParseOptions:
+def parse_options(fmt: str) -> pacsv.ParseOptions:
     return pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True)
 
 
-def _read_options(names: list[str], header: bool) -> pacsv.ReadOptions:
+def read_options(names: list[str], header: bool) -> pacsv.ReadOptions:
     """A file with a header line names its columns; a headerless one gets ``names``."""
     return pacsv.ReadOptions() if header else pacsv.ReadOptions(column_names=names)
-
-
-def _csv_rows(path: str, fmt: str, names: list[str], header: bool) -> int:
-    """Rows as a CSV parser sees them (quoted values may span lines); bytes, so bad UTF-8 counts too."""
-    try:
-        with open_binary(path) as handle:
-            convert = pacsv.ConvertOptions(column_types={name: pa.binary() for name in names})
-            return pacsv.read_csv(handle, read_options=_read_options(names, header), parse_options=_parse_options(fmt),
-                                  convert_options=convert).num_rows
-    except pa.ArrowInvalid as err:
-        raise InputError(
-            f"{path}: not a readable {fmt.upper()} file ({first_line(err)}); fix the row, or remove the file from input.path"
-        ) from None
 
 
 def column_names(first: bytes, fmt: str, path: str, spec: InputSpec) -> list[str]:
@@ -111,16 +56,6 @@ def column_names(first: bytes, fmt: str, path: str, spec: InputSpec) -> list[str
     return list(spec.columns)
 
 
-def _check_jsonl_first_line(first: bytes, path: str, spec: InputSpec) -> None:
-    try:
-        record = json.loads(first)
-    except ValueError as err:
-        raise InputError(f"{path}: first line is not JSON ({err}); expected one JSON object per line") from None
-    if not isinstance(record, dict):
-        raise InputError(f"{path}: first line is not a JSON object; expected one object per line")
-    check_columns(path, list(record), spec, "jsonl")
-
-
 def _read_unit_bytes(unit: Unit) -> bytes:
     with open_binary(unit.path) as handle:
         handle.seek(unit.byte_start)
@@ -134,16 +69,16 @@ def read_csv(unit: Unit, spec: InputSpec) -> tuple[pa.Table, BadRows]:
     head, names = (first, []) if spec.header else (b"", column_names(first, unit.format, unit.path, spec))
     body = head + _read_unit_bytes(unit)
     columns = required_columns(spec)
-    read_options, parse = _read_options(names, spec.header), _parse_options(unit.format)
+    options, parse = read_options(names, spec.header), parse_options(unit.format)
     try:
         convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
-        return pacsv.read_csv(io.BytesIO(body), read_options=read_options, parse_options=parse,
+        return pacsv.read_csv(io.BytesIO(body), read_options=options, parse_options=parse,
                               convert_options=convert), {}
     except pa.ArrowInvalid:
         # Invalid UTF-8 somewhere: read bytes, decode row by row, and ledger the bad rows.
         convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.binary() for c in columns})
         try:
-            raw = pacsv.read_csv(io.BytesIO(body), read_options=read_options, parse_options=parse, convert_options=convert)
+            raw = pacsv.read_csv(io.BytesIO(body), read_options=options, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as err:  # not an encoding problem: a malformed row (wrong column count)
             raise InputError(
                 f"{unit.path}: rows {unit.start}..{unit.stop}: {first_line(err)} "

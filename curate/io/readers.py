@@ -24,10 +24,12 @@ from curate import storage
 from curate.config import InputSpec
 from curate.errors import InputError
 from curate.io.duplicate_uids import DuplicateUidCheck
+from curate.io.plan import plan_inputs
+from curate.io.plan_tasks import TaskRunner, run_here
 from curate.io.read_common import READ_STAGE, BadRows, Unit
-from curate.io.read_parquet import plan_parquet, read_parquet
-from curate.io.read_tar import plan_tar, read_tar
-from curate.io.read_text import plan_lines, read_csv, read_jsonl
+from curate.io.read_parquet import read_parquet
+from curate.io.read_tar import read_tar
+from curate.io.read_text import read_csv, read_jsonl
 from curate.io.tar_images import TarImageCheck
 from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, IMAGE, ROW, UID, UNIT, URL, compute_uids, released_heavy
 from curate.stages.base import Stage, append_columns
@@ -109,24 +111,10 @@ def format_of(path: str) -> str | None:
     return None
 
 
-def plan_units(spec: InputSpec) -> list[Unit]:
-    """Split every input file into work units, validating formats and columns up front."""
-    units: list[Unit] = []
-    for path in expand_paths(spec):
-        fmt = spec.format if spec.format != "auto" else format_of(path)
-        if fmt is None:
-            raise InputError(f"{path}: cannot tell the format from the extension (set input.format)")
-        if os.path.getsize(path) == 0:
-            raise InputError(f"{path}: file is empty (remove it from input.path)")
-        if fmt not in ("csv", "tsv") and (not spec.header or spec.columns is not None):
-            raise InputError(f"{path}: input.header / input.columns apply to csv and tsv files only "
-                             f"(this one is {fmt}; list it in another run, or drop those settings)")
-        planner = {"parquet": plan_parquet, "webdataset": plan_tar}.get(fmt, plan_lines)
-        for start, stop, byte_start, byte_stop in planner(path, fmt, spec):
-            units.append(Unit(len(units), path, fmt, start, stop, byte_start, byte_stop))
-    if not units:
-        raise InputError("input.path: the input files hold no rows")
-    return units
+def plan_units(spec: InputSpec, run_tasks: TaskRunner = run_here) -> list[Unit]:
+    """Split every input file into work units, validating formats and columns up front; the
+    reading that counting rows needs runs as ``run_tasks`` (see :mod:`curate.io.plan`)."""
+    return plan_inputs(spec).units(run_tasks)
 
 
 def read_stages(spec: InputSpec, units: list[Unit]) -> list[Stage]:
