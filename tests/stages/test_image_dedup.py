@@ -112,3 +112,45 @@ def test_params_are_checked(params, problem) -> None:
     with pytest.raises(ConfigError) as info:
         load_spec(spec)
     assert info.value.key == f"stages[1].{problem}"
+
+
+def test_after_download_end_to_end(tmp_path, ray_session) -> None:
+    """download -> image_exact_dedup on a served directory: one picture as a plain PNG, the same
+    pixels with a text chunk, an identical copy under another name, and a larger version of it."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    from PIL import Image, PngImagePlugin
+
+    from curate import run_pipeline
+
+    site = tmp_path / "site"
+    site.mkdir()
+    picture = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), np.uint8))
+    other = Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40, 3), np.uint8))
+
+    def png(image: Image.Image, text: str | None = None) -> bytes:
+        info = PngImagePlugin.PngInfo()
+        if text:
+            info.add_text("Comment", text)
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", pnginfo=info)
+        return buffer.getvalue()
+
+    files = {"a.png": png(picture), "b.png": png(picture, "mirror"), "c.png": png(picture), "d.png": png(other)}
+    for name, body in files.items():
+        (site / name).write_bytes(body)
+    names = ["a.png", "d.png", "b.png", "c.png"]
+    pq.write_table(pa.table({"url": names, "caption": [f"a picture called {n}" for n in names]}), tmp_path / "in.parquet")
+    spec = {"input": {"path": str(tmp_path / "in.parquet"), "serve": str(site), "rows_per_unit": 2},
+            "stages": [{"stage": "download"}, {"stage": "image_exact_dedup"}],
+            "output": {"image_size": 40, "resize_mode": "no", "image_format": "png"}}
+    result = run_pipeline(spec, output=str(tmp_path / "run"))
+    kept = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "run" / "shards").glob("*.parquet"))])
+    assert sorted(kept.column("url").to_pylist()) == ["a.png", "d.png"]
+    survivor = kept.filter(pa.compute.equal(kept.column("url"), "a.png")).column("uid")[0].as_py()
+    ledger = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "run" / "rejects").glob("*.parquet"))])
+    assert sorted((r["stage"], r["reason"], r["detail"]) for r in ledger.to_pylist()) == [
+        ("image_exact_dedup", "duplicate_image", survivor)] * 2
+    assert result.funnel.kept == 2
