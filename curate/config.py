@@ -226,11 +226,9 @@ def _check_resources(stage: Stage, key: str, label: str) -> None:
 
 
 def _check_order(stages: list[Stage], spec: PipelineSpec, kinds: dict[str, type[Stage]], label: str) -> None:
-    """Fail before Ray starts when a stage reads a column nothing upstream writes, or a global
-    stage would have to replay a stage that must not run twice (a download)."""
+    """Fail before Ray starts when a stage reads a column nothing upstream writes. (A global stage
+    after one that must not run twice, a download, starts a new segment: curate.engine.segments.)"""
     from curate.schema import CAPTION, UID, URL
-    from curate.stages.base import GlobalFilter
-
     available = {UID, URL, CAPTION, *spec.input.keep_columns}
     paths = spec.input.path if isinstance(spec.input.path, list) else [spec.input.path]
     from curate.io.readers import format_of  # the readers know the suffixes (imported late: they import this module)
@@ -248,16 +246,6 @@ def _check_order(stages: list[Stage], spec: PipelineSpec, kinds: dict[str, type[
                 f"add {' or '.join(writers) or 'a stage that writes it'} before it",
             )
         available.update(stage.writes)
-        if not isinstance(stage, GlobalFilter):
-            continue
-        for earlier in stages[:index]:
-            if not earlier.replayable:
-                raise ConfigError(
-                    label,
-                    f"stages[{index}]",
-                    f"{stage.kind} observes the whole input, so it cannot follow {earlier.kind}",
-                    f"move {stage.kind} before {earlier.kind}",
-                )
 
 
 def _read_yaml(path: Path) -> dict:

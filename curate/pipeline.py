@@ -11,15 +11,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from rich.console import Console
 
 from curate.config import PipelineSpec, load_spec
-from curate.engine.commit import run_pending
-from curate.engine.executor import Executor
+from curate.engine.commit import run_into_store, run_pending
+from curate.engine.executor import CheckpointSink, CheckpointSource, Executor, InputSource, ObserveSink
+from curate.engine.global_phase import observe_all, partition_count
+from curate.engine.partstore import PartStore, new_attempt
 from curate.engine.ray_runtime import ray_session
 from curate.engine.retry import retry_transient_failures
 from curate.engine.rundir import RunDir
+from curate.engine.segments import Segment, delete_checkpoints, plan_segments
 from curate.errors import UserError
 from curate.io.readers import READ_STAGE, Unit, plan_units, read_stages
 from curate.io.writers import storage_error
@@ -44,6 +46,7 @@ def run_pipeline(
     retry_failed: bool = False,
     overrides: list[str] | None = None,
     console: Console | None = None,
+    keep_checkpoints: bool = False,
 ) -> RunResult:
     """Run a pipeline spec (YAML path or dict) to completion, resuming where possible."""
     console = console or Console(stderr=True)
@@ -71,14 +74,20 @@ def run_pipeline(
             for stage in stages:
                 stage.bind(context)
             executor = Executor(spec.input, stages, uuid.uuid4().hex)
-            _load_global_states(executor, run, units, stages, console)
+            segments = plan_segments(stages, str(run.root))
+            if retry_failed and len(segments) > 1:
+                raise UserError("--retry-failed is not supported yet for a pipeline with a global stage after "
+                                f"{segments[0].stages[-1].kind} (the retried rows would miss its verdicts)")
             done = run.done_units()
             if resumed and done:
                 console.print(f"resuming {run.root}: {len(done)} of {len(units)} units already complete")
-            units_run = run_pending(executor, run, [u for u in units if u.index not in done], spec, console)
+            units_run = _run_segments(executor, run, units, [u for u in units if u.index not in done], segments, spec,
+                                      console)
             if retry_failed:
                 units_run += retry_transient_failures(executor, run, units, stages, spec, console)
         funnel, train_data = _finalize(run, units, stage_order)
+        if not keep_checkpoints:
+            delete_checkpoints(str(run.root))
     render_funnel(funnel, console, title=spec.name)
     console.print(f"run directory: {run.root}")
     if train_data:
@@ -129,19 +138,39 @@ def _serving(spec: PipelineSpec) -> Iterator[str | None]:
         yield base_url
 
 
-def _load_global_states(executor: Executor, run: RunDir, units: list[Unit], stages: list[Stage], console: Console) -> None:
-    """Phase one of every global stage, or its persisted state from an earlier attempt."""
-    for index, stage in enumerate(stages):
-        if not isinstance(stage, GlobalFilter):
-            continue
-        path = run.state / f"{stage.name}.parquet"
-        if not path.exists():
-            with console.status(f"{stage.name}: observing the whole input ({len(units)} units)"):
-                state = executor.observe(units, stage, stages[:index])
-            partial = path.with_suffix(".parquet.partial")
-            pq.write_table(state, partial)
-            os.replace(partial, path)
-        stage.load_state(pq.read_table(path))
+def _run_segments(executor: Executor, run: RunDir, units: list[Unit], pending: list[Unit], segments: list[Segment],
+                  spec: PipelineSpec, console: Console) -> int:
+    """Each segment in turn: phase one of its global stages, then its pending units into the next
+    segment's checkpoint (or, for the last, into shards); returns how many units reached shards."""
+    attempt = new_attempt()
+    for segment in segments:
+        source = CheckpointSource(segment.reads) if segment.reads else InputSource(spec.input)
+        for index, stage in enumerate(segment.stages):
+            if isinstance(stage, GlobalFilter):
+                _observe(executor, run, units, source, segment.stages[:index], stage, attempt, console)
+        if segment.writes is None:
+            return run_pending(executor, run, pending, spec, console, source=source, stages=segment.stages)
+        segment.writes.remove_unlisted()
+        checkpointed = segment.writes.done_units()
+        todo = [u for u in pending if u.index not in checkpointed]
+        run_into_store(executor, segment.writes, todo, CheckpointSink(segment.writes, attempt), console,
+                       f"{spec.name}: segment {segment.index + 1} of {len(segments)} ({segment.describe()}): "
+                       f"{len(todo)} units", source, segment.stages)
+    raise AssertionError("the last segment writes the shards")
+
+
+def _observe(executor: Executor, run: RunDir, units: list[Unit], source: InputSource | CheckpointSource,
+             prefix: list[Stage], stage: GlobalFilter, attempt: str, console: Console) -> None:
+    """Phase one of a global stage over every unit (replaying ``prefix`` of its segment)."""
+
+    def observe(store: PartStore) -> None:
+        done = store.done_units()
+        todo = [u for u in units if u.index not in done]
+        sink = ObserveSink(stage, f"{executor.run_token}:observe:{stage.name}", store, attempt,
+                           partition_count(sum(u.size for u in units)))
+        run_into_store(executor, store, todo, sink, console, f"{stage.name}: observing {len(todo)} units", source, prefix)
+
+    observe_all(str(run.root), stage, console, observe)
 
 
 def _finalize(run: RunDir, units: list[Unit], stage_order: list[str]) -> tuple[Funnel, str | None]:

@@ -114,3 +114,8 @@ def uids_to_datacomp(uids: pa.Array | pa.ChunkedArray | list[str] | np.ndarray) 
     pairs = uids if isinstance(uids, np.ndarray) else uids_to_pairs(uids)
     pairs.sort(order=["f0", "f1"])
     return pairs
+
+
+def pairs_to_uids(high: np.ndarray, low: np.ndarray) -> list[str]:
+    """32-hex uids from their (high, low) 64-bit halves (the inverse of :func:`uids_to_pairs`)."""
+    return [f"{hi:016x}{lo:016x}" for hi, lo in zip(high.tolist(), low.tolist(), strict=True)]

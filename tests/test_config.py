@@ -114,9 +114,9 @@ def test_unknown_stage_param(entry) -> None:
     assert str(err) == "<dict>: stages[0].min_charz: unknown key (valid: min_chars)"
 
 
-def test_unknown_param_of_a_stage_without_params() -> None:
+def test_unknown_param_lists_the_stage_params() -> None:
     err = error_of(base(stages=[{"stage": "url_dedup", "keep": "last"}]))
-    assert str(err) == "<dict>: stages[0].keep: unknown key (remove it or check the spelling)"
+    assert str(err) == "<dict>: stages[0].keep: unknown key (valid: mode, false_positive_rate)"
 
 
 @pytest.mark.parametrize(("spec", "key", "problem"), [
@@ -143,9 +143,13 @@ def test_duplicate_stage_names() -> None:
     assert err.key == "stages[1].name" and "duplicate stage name 'laion_caption'" in err.problem
 
 
-def test_global_stage_cannot_follow_download() -> None:
-    err = error_of(base(stages=[{"stage": "download"}, {"stage": "url_dedup"}]))
-    assert err.key == "stages[1]" and err.fix == "move url_dedup before download"
+def test_global_stage_after_download_starts_a_segment() -> None:
+    from curate.engine.segments import split_stages
+
+    _, stages = load_spec(base(stages=[{"stage": "laion_caption"}, {"stage": "download"}, {"stage": "url_dedup"},
+                                       {"stage": "image_checks"}]))
+    assert [[s.name for s in segment] for segment in split_stages(stages)] == [
+        ["laion_caption", "download"], ["url_dedup", "image_checks"]]
 
 
 def test_overrides_nested_and_list_index(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.schema import DROP_DETAIL, DROP_REASON, DROP_STAGE, released_heavy
-from curate.stages.base import Filter, Stage
+from curate.stages.base import Filter, GlobalFilter, Stage
 
 _NULL_STR = pa.scalar(None, pa.string())
 
@@ -31,6 +31,8 @@ def apply_stage(stage: Stage, block: pa.Table) -> pa.Table:
         raise RuntimeError(f"stage {stage.name} returned {out.num_rows} rows for {alive.num_rows}")
     if isinstance(stage, Filter):
         out = mark_drops(stage, out)
+    if isinstance(stage, GlobalFilter):  # verdict columns the stage does not write served only to decide
+        out = out.drop_columns([c for c in stage.verdict_types if c not in stage.writes and c in out.column_names])
     return pa.concat_tables([out, dead], promote_options="permissive") if dead.num_rows else out
 
 

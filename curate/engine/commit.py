@@ -10,10 +10,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from curate.config import PipelineSpec
-from curate.engine.executor import Executor
+from curate.engine.executor import CheckpointSink, CheckpointSource, Executor, InputSource, ObserveSink, ShardSink, Sink
+from curate.engine.partstore import PartStore
 from curate.engine.rundir import RunDir
 from curate.io.readers import Unit
 from curate.io.writers import PartRecord
+from curate.stages.base import Stage
 
 #: Called with a unit and all its parts once they account for every expected row.
 Finish = Callable[[int, list[PartRecord]], None]
@@ -51,23 +53,27 @@ def unit_stats(unit: int, rows: int, parts: list[PartRecord]) -> dict:
     return {"unit": unit, "rows": rows, "kept": sum(p.kept for p in parts), "drops": {s: dict(c) for s, c in drops.items()}}
 
 
-def stream_units(executor: Executor, run: RunDir, units: list[Unit], expected: dict[int, int], spec: PipelineSpec,
-                 console: Console, description: str, finish: Finish,
-                 only_rows: dict[int, list[int]] | None = None, tag: str = "") -> None:
-    """Run ``units`` through the pipeline with a progress bar; every unit must finish."""
+def stream_units(executor: Executor, units: list[Unit], expected: dict[int, int], console: Console, description: str,
+                 finish: Finish, sink: Sink, source: InputSource | CheckpointSource | None = None,
+                 stages: list[Stage] | None = None, only_rows: dict[int, list[int]] | None = None) -> None:
+    """Run ``units`` through ``stages`` into ``sink`` with a progress bar; every unit must finish."""
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     with progress:
         task = progress.add_task(description, total=sum(expected.values()))
         tracker = UnitTracker(expected, finish, lambda rows: progress.advance(task, rows))
-        executor.run(units, run.tmp, spec.output.samples_per_shard, spec.output.image_format, tracker,
-                     only_rows=only_rows, tag=tag)
+        executor.run(units, sink, tracker, source=source, stages=stages, only_rows=only_rows)
     if tracker.committed != len(units):
         raise RuntimeError(f"{len(units) - tracker.committed} units did not complete")
 
 
-def run_pending(executor: Executor, run: RunDir, pending: list[Unit], spec: PipelineSpec, console: Console) -> int:
-    """Process the units without a completion marker; returns how many ran."""
+def shard_sink(run: RunDir, spec: PipelineSpec, tag: str = "") -> ShardSink:
+    return ShardSink(str(run.tmp), spec.output.samples_per_shard, spec.output.image_format, tag)
+
+
+def run_pending(executor: Executor, run: RunDir, pending: list[Unit], spec: PipelineSpec, console: Console,
+                source: InputSource | CheckpointSource | None = None, stages: list[Stage] | None = None) -> int:
+    """Process the units without a completion marker into shards; returns how many ran."""
     if not pending:
         return 0
     sizes = {u.index: u.size for u in pending}
@@ -75,5 +81,21 @@ def run_pending(executor: Executor, run: RunDir, pending: list[Unit], spec: Pipe
     def finish(unit: int, parts: list[PartRecord]) -> None:
         run.commit(unit, [f for p in parts for f in p.files], unit_stats(unit, sizes[unit], parts))
 
-    stream_units(executor, run, pending, sizes, spec, console, f"{spec.name}: {len(pending)} units", finish)
+    stream_units(executor, pending, sizes, console, f"{spec.name}: {len(pending)} units", finish, shard_sink(run, spec),
+                 source=source, stages=stages)
     return len(pending)
+
+
+def run_into_store(executor: Executor, store: PartStore, pending: list[Unit], sink: CheckpointSink | ObserveSink,
+                   console: Console, description: str, source: InputSource | CheckpointSource,
+                   stages: list[Stage]) -> None:
+    """Stream units into a part store (a checkpoint, a global stage's summaries), committing
+    each unit's marker once its parts account for all of its rows."""
+    if not pending:
+        return
+    sizes = {u.index: u.size for u in pending}
+
+    def finish(unit: int, parts: list[PartRecord]) -> None:
+        store.commit(unit, sizes[unit], [f for p in parts for f in p.files])
+
+    stream_units(executor, pending, sizes, console, description, finish, sink, source=source, stages=stages)

@@ -12,27 +12,25 @@ mechanism keeps every detail pointing at the true first row.) Its ledger rows ca
 name ``read``, so the funnel counts them with the reader's own.
 
 ``observe`` summarises a unit as 24 bytes a live row (the uid as two uint64 and the input
-position); ``aggregate`` keeps only the uids seen more than once, with their first position, so
-the state every worker loads is proportional to the duplicates, not to the input. Until global
-stages reduce on the cluster (issue #6), the engine gathers the summaries on the driver: 24
-bytes per input row while aggregating (2.4 GB per 100M rows). Hashed uids need no such pass:
-they include the file's path and row, so they are unique by construction.
+position); the engine shuffles the summaries by uid on the cluster, ``reduce`` gives every later
+occurrence a verdict naming the first, and each unit loads only its own verdicts: nothing on the
+driver grows with the input (issue 6 §1). Hashed uids need no such pass: they include the file's
+path and row, so they are unique by construction.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.io.read_common import READ_STAGE, Unit
-from curate.schema import UID, input_positions, uids_to_pairs
+from curate.schema import ROW, UID, UNIT, input_positions, uids_to_pairs
 from curate.stages.base import Decision, GlobalFilter, StageParams
 
-_STATE_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("pos", pa.int64())])
+_FIRST_AT = "_uid_first_at"  # the verdict: where the uid first occurs (dropped after decide)
 
 
 def first_at(path: str, row: int) -> str:
@@ -44,6 +42,8 @@ class DuplicateUidCheck(GlobalFilter):
 
     kind = "duplicate_uid_check"
     reads = (UID,)
+    key = ("uid_hi", "uid_lo")
+    verdict_types = {_FIRST_AT: pa.string()}
 
     def __init__(self, units: list[Unit]):
         super().__init__(StageParams(), name=READ_STAGE)
@@ -55,60 +55,28 @@ class DuplicateUidCheck(GlobalFilter):
             if not self._file_paths or self._file_paths[-1] != unit.path:
                 self._file_starts.append(unit.index)
                 self._file_paths.append(unit.path)
-        self._keys: np.ndarray | None = None
-        self._first: np.ndarray | None = None
 
     def observe(self, batch: pa.Table) -> pa.Table:
-        pairs = uids_to_pairs(batch.column(UID))
-        return pa.table({"hi": pairs["f0"], "lo": pairs["f1"], "pos": input_positions(batch)})
+        pairs = uids_to_pairs(batch.column(UID)) if batch.num_rows else np.zeros(0, np.dtype("u8,u8"))
+        return pa.table({"uid_hi": pairs["f0"], "uid_lo": pairs["f1"], UNIT: batch.column(UNIT), ROW: batch.column(ROW)})
 
-    def aggregate(self, summaries: Iterable[pa.Table]) -> pa.Table:
-        tables = [t for t in summaries if t.num_rows]
-        if not tables:
-            return _STATE_SCHEMA.empty_table()
-        merged = pa.concat_tables(tables)
-        hi, lo, pos = (merged.column(c).to_numpy() for c in ("hi", "lo", "pos"))
+    def reduce(self, partition: pa.Table) -> pa.Table:
+        hi, lo = partition.column("uid_hi").to_numpy(), partition.column("uid_lo").to_numpy()
+        pos = input_positions(partition)
         order = np.lexsort((pos, lo, hi))
-        hi, lo, pos = hi[order], lo[order], pos[order]
-        starts = np.r_[True, (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])]
-        repeated = np.r_[~starts[1:], False]  # a first occurrence followed by the same uid
-        keep = starts & repeated
-        return pa.table({"hi": hi[keep], "lo": lo[keep], "pos": pos[keep]}, schema=_STATE_SCHEMA)
-
-    def load_state(self, state: pa.Table) -> None:
-        # Sorted (hi, lo) keys and first positions, built once per worker, not per batch.
-        self._keys = np.zeros(state.num_rows, np.dtype("u8,u8"))
-        self._keys["f0"], self._keys["f1"] = state.column("hi").to_numpy(), state.column("lo").to_numpy()
-        self._first = state.column("pos").to_numpy()
-
-    def process(self, batch: pa.Table) -> pa.Table:
-        return batch  # no score column: ``decide`` looks each uid up in the state
+        hi, lo = hi[order], lo[order]
+        first = np.r_[True, (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])] if len(order) else np.zeros(0, bool)
+        survivor = pos[order][np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+        later = order[~first]
+        index = pa.array(later, pa.int64())
+        return pa.table({UNIT: pc.take(partition.column(UNIT), index), ROW: pc.take(partition.column(ROW), index),
+                         _FIRST_AT: pa.array([self._where(int(p)) for p in survivor[~first]], pa.string())})
 
     def decide(self, scored: pa.Table) -> Decision:
-        if self._keys is None:
-            raise RuntimeError("the duplicate uid check ran before its state was loaded")
-        index = _index_of(uids_to_pairs(scored.column(UID)), self._keys)
-        later = index >= 0
-        if later.any():  # a known repeated uid: every row but its first occurrence goes
-            later &= self._first[np.maximum(index, 0)] != input_positions(scored)
-        null = pa.scalar(None, pa.string())
-        reason = pc.if_else(pa.array(later), pa.scalar("duplicate_uid"), null)
-        detail = None
-        if later.any():
-            details = np.full(scored.num_rows, None, object)
-            for row in np.flatnonzero(later):
-                details[row] = self._where(int(self._first[index[row]]))
-            detail = pa.array(details, pa.string())
-        return Decision(keep=pa.array(~later), reason=reason, detail=detail)
+        first = scored.column(_FIRST_AT).combine_chunks()
+        keep = pc.is_null(first)
+        return Decision(keep=keep, reason=pc.if_else(keep, pa.scalar(None, pa.string()), "duplicate_uid"), detail=first)
 
     def _where(self, pos: int) -> str:
         unit, row = pos >> 32, pos & 0xFFFFFFFF
         return first_at(self._file_paths[bisect.bisect_right(self._file_starts, unit) - 1], row)
-
-
-def _index_of(pairs: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Index of each uid in the sorted ``keys``, or -1."""
-    if len(keys) == 0:
-        return np.full(len(pairs), -1, np.int64)
-    clipped = np.minimum(np.searchsorted(keys, pairs), len(keys) - 1)
-    return np.where(keys[clipped] == pairs, clipped, -1).astype(np.int64)

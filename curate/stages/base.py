@@ -216,8 +216,14 @@ class GlobalFilter(Filter):
         """All summary rows of some keys -> verdict rows (``_unit``, ``_row`` and
         ``verdict_types``) for the rows that have one (a :class:`BroadcastFilter`: state rows)."""
 
+    #: Where phase two finds the verdicts (set by the engine once the reduce is done).
+    verdict_root: str | None = None
+
     def process(self, batch: pa.Table) -> pa.Table:
-        return batch  # the verdict columns are joined on by the engine
+        """``batch`` with this unit's verdict columns joined on (null where a row has none)."""
+        from curate.engine.global_phase import join_verdicts  # the engine's storage layout
+
+        return join_verdicts(batch, self)
 
 
 class BroadcastFilter(GlobalFilter):
@@ -230,6 +236,10 @@ class BroadcastFilter(GlobalFilter):
     @abstractmethod
     def load_state(self, state: pa.Table) -> None:
         """Receive the reduced state before ``process``."""
+
+    @abstractmethod
+    def process(self, batch: pa.Table) -> pa.Table:
+        """Score ``batch`` against the loaded state."""
 
 
 def append_columns(batch: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:

@@ -149,7 +149,7 @@ def test_stage_that_loses_rows_raises() -> None:
 
 
 def test_stages_are_set_up_once_per_worker_and_forgotten_by_the_next_run() -> None:
-    from curate.engine import executor
+    from curate.engine import operators
 
     class Counting(CaptionRulesFilter):
         setups = 0
@@ -158,8 +158,8 @@ def test_stages_are_set_up_once_per_worker_and_forgotten_by_the_next_run() -> No
             Counting.setups += 1
 
     stage = Counting(CaptionRulesParams(min_chars=1))
-    first = executor._ready(stage, "runA:0")
-    assert executor._ready(Counting(CaptionRulesParams()), "runA:0") is first  # cached: no second setup
+    first = operators.ready(stage, "runA:0")
+    assert operators.ready(Counting(CaptionRulesParams()), "runA:0") is first  # cached: no second setup
     assert Counting.setups == 1
-    executor._ready(Counting(CaptionRulesParams()), "runB:0")
-    assert Counting.setups == 2 and "runA:0" not in executor._READY
+    operators.ready(Counting(CaptionRulesParams()), "runB:0")
+    assert Counting.setups == 2 and "runA:0" not in operators._READY

@@ -11,10 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.config import InputSpec
-from curate.engine.blocks import apply_stage, split_alive
+from curate.engine.blocks import apply_stage
 from curate.io.duplicate_uids import DuplicateUidCheck
 from curate.io.readers import READ_STAGE, plan_units, read_stages, read_unit
 from curate.schema import DROP_DETAIL, DROP_REASON, DROP_STAGE, ROW, UID
+from tests.global_stage import reduce_in_process
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 
@@ -26,13 +27,13 @@ def write_pool(path: Path, uids: list[str | None]) -> Path:
     return path
 
 
-def run_read_stage(spec: InputSpec) -> list[dict]:
+def run_read_stage(spec: InputSpec, root: Path) -> list[dict]:
     """What the pipeline does with the implicit read stages: observe every unit's live rows,
-    aggregate, load the state, then apply the stage to each unit (as the engine does)."""
+    reduce, write the verdicts per unit, then apply the stage to each unit (as the engine does)."""
     units = plan_units(spec)
     tables = [read_unit(u, spec) for u in units]
     for stage in read_stages(spec, units):
-        stage.load_state(stage.aggregate([stage.observe(split_alive(t)[0]) for t in tables]))
+        reduce_in_process(stage, tables, root / stage.name)
         tables = [apply_stage(stage, t) for t in tables]
     return sorted(pa.concat_tables(tables).to_pylist(), key=lambda r: (r["_unit"], r[ROW]))
 
@@ -44,7 +45,7 @@ def drops(rows: list[dict]) -> list[tuple]:
 def test_within_one_unit(tmp_path: Path) -> None:
     path = write_pool(tmp_path / "pool.parquet", [A, B, A, C, "B" * 32, A, "bad", None])
     spec = InputSpec(path=str(path), uid_column="uid", rows_per_unit=100)
-    rows = run_read_stage(spec)
+    rows = run_read_stage(spec, tmp_path / "state")
     first = f"first at row {{}} of {path}"
     assert drops(rows) == [
         (2, READ_STAGE, "duplicate_uid", first.format(0)),
@@ -61,7 +62,7 @@ def test_across_units_and_files(tmp_path: Path) -> None:
     spec = InputSpec(path=str(tmp_path), uid_column="uid", rows_per_unit=2)
     assert [(Path(u.path).name, u.size) for u in plan_units(spec)] == [
         ("a.parquet", 2), ("a.parquet", 2), ("a.parquet", 1), ("b.parquet", 2), ("b.parquet", 1)]
-    rows = run_read_stage(spec)
+    rows = run_read_stage(spec, tmp_path / "state")
     assert [(r["_unit"], *d) for r, d in zip([r for r in rows if r[DROP_STAGE]], drops(rows), strict=True)] == [
         (1, 2, READ_STAGE, "duplicate_uid", f"first at row 0 of {first}"),
         (2, 4, READ_STAGE, "duplicate_uid", f"first at row 1 of {first}"),
@@ -79,7 +80,8 @@ def test_thousand_distinct_uids_in_ten_thousand_rows(tmp_path: Path) -> None:
     uids = [distinct[i] for i in rng.integers(0, 1000, 10_000)]
     uids[:1000] = distinct  # every uid occurs, first in the first 1,000 rows
     write_pool(tmp_path / "pool.parquet", uids)
-    rows = run_read_stage(InputSpec(path=str(tmp_path / "pool.parquet"), uid_column="uid", rows_per_unit=1500))
+    spec = InputSpec(path=str(tmp_path / "pool.parquet"), uid_column="uid", rows_per_unit=1500)
+    rows = run_read_stage(spec, tmp_path / "state")
     kept = [r[UID] for r in rows if r[DROP_STAGE] is None]
     assert kept == distinct
     assert {r[DROP_REASON] for r in rows if r[DROP_STAGE]} == {"duplicate_uid"} and len(rows) == 10_000
@@ -98,6 +100,5 @@ def test_the_check_is_named_read_and_keeps_no_score_column(tmp_path: Path) -> No
     [stage] = read_stages(spec, units)
     assert isinstance(stage, DuplicateUidCheck) and stage.name == READ_STAGE
     table = read_unit(units[0], spec)
-    stage.load_state(stage.aggregate([stage.observe(read_unit(u, spec)) for u in units]))
-    assert stage.aggregate([]).num_rows == 0
+    assert reduce_in_process(stage, [read_unit(u, spec) for u in units], tmp_path) == 0
     assert apply_stage(stage, table).column_names == table.column_names
