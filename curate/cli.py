@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="discard an existing curate run in the output directory and start over (never another "
                           "directory, nor one holding the input)")
     run.add_argument("--retry-failed", action="store_true", help="re-attempt only transient download failures")
+    run.add_argument("--keep-checkpoints", action="store_true",
+                     help="keep the checkpoints of segment boundaries (rows reaching a global stage after a download) "
+                          "when the run completes")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec value, e.g. --set stages.0.min_chars=10 (repeatable)")
 
@@ -62,7 +65,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from curate.pipeline import run_pipeline
 
         run_pipeline(args.pipeline, output=args.output, address=args.address, overwrite=args.overwrite,
-                     retry_failed=args.retry_failed, overrides=args.overrides, console=console)
+                     retry_failed=args.retry_failed, overrides=args.overrides, console=console,
+                     keep_checkpoints=args.keep_checkpoints)
         return 0
     if args.command == "stats":
         from curate.stats.funnel import load_funnel, render_funnel
