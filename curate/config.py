@@ -220,7 +220,7 @@ def _check_resources(stage: Stage, key: str, label: str) -> None:
     resources = stage.resources
     if resources.gpus > 0 and resources.batch_size is None:
         raise ConfigError(label, key, f"{stage.kind} on GPUs needs a batch_size", "add batch_size, e.g. 256")
-    if resources.actors is not None and not runs_in_actors(stage):
+    if resources.actors is not None and not any(runs_in_actors(part) for part in stage.expand()):
         raise ConfigError(label, f"{key}.actors", f"{stage.kind} loads nothing, so it runs as tasks, not actors",
                           "remove actors; cpus sets what each task takes")
 

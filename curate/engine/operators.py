@@ -8,7 +8,8 @@
   keyed by run and stage) and tears down the stages of an earlier run when a new run reaches it.
 * A stage's ``expand()`` sub-stages become one operator each, with their own resources (CPU
   decode tasks -> GPU inference actors -> CPU scoring); their drops are the stage's in the
-  ledger (the engine gives every sub-stage the stage's ``name``).
+  ledger (the engine gives every sub-stage the stage's ``name``). The YAML ``resources`` of such
+  a stage size the part its ``expand`` hands them to (``part.resource_overrides``).
 * Operators are named after their stages: Ray Data names a ``map_batches`` operator
   ``MapBatches(<function or class name>)``, so each stage gets a function or class of its own
   named after it, and Ray's progress bars and dashboard show ``MapBatches(download)``.
