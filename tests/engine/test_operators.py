@@ -267,3 +267,12 @@ def test_a_failed_setup_on_node_is_tried_again_by_the_next_worker(tmp_path, monk
     assert recorded(tmp_path / "log", "node") == 2 and recorded(tmp_path / "log", "failed") == 2
     _two_processes(tmp_path / "log", "run-c:0", (False, False))
     assert recorded(tmp_path / "log", "node") == 3
+
+
+def test_yaml_actors_are_valid_for_a_stage_whose_parts_load_something() -> None:
+    from curate.config import load_spec
+    from curate.stages.registry import register
+
+    register(Scorer)
+    _, (stage,) = load_spec({"input": {"path": "in.parquet"}, "stages": [{"stage": "scorer", "resources": {"actors": [1, 3]}}]})
+    assert stage.resources.actors == (1, 3)
