@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import secrets
@@ -57,9 +58,7 @@ def ray_session(address: str | None, resources: ResourcesSpec) -> Iterator[None]
         yield
         return
     if address:
-        # Ship this package to the cluster's workers in case they lack it.
-        runtime_env = {"py_modules": [str(Path(__file__).resolve().parents[1])]}
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
+        _join_cluster(address)
         _quiet_data_context()
         try:
             yield
@@ -81,6 +80,34 @@ def ray_session(address: str | None, resources: ResourcesSpec) -> Iterator[None]
         raise
     finally:
         embedded.stop(failed=failed)
+
+
+def _join_cluster(address: str) -> None:
+    """Connect to a running cluster as its driver, shipping this package to its workers (they
+    may lack it). Worker output stays in the cluster's logs, as in the embedded Ray.
+
+    Ray turns a loopback address into the machine's external one (probing 8.8.8.8:53 to find
+    it), which a cluster started with ``--node-ip-address 127.0.0.1`` does not listen on: the
+    driver then retried for minutes. A loopback address is kept, with a loopback driver."""
+    import ray
+    from ray._private import ray_constants
+
+    runtime_env = {"py_modules": [str(Path(__file__).resolve().parents[1])]}
+    kwargs: dict = {"address": address, "include_dashboard": False, "log_to_driver": False,
+                    "logging_level": logging.WARNING, "runtime_env": runtime_env}
+    with contextlib.ExitStack() as patches:
+        if _is_loopback(address.rpartition(":")[0] or address):
+            patches.enter_context(mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False))
+            kwargs["_node_ip_address"] = LOOPBACK
+        ray.init(**kwargs)
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.removeprefix("ray://").strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def on_workers(calls: list[Call]) -> list:

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from curate.errors import InputError
+from curate.errors import ConfigError, InputError
+
+
+def check_serve_reachable(serve: str | None, address: str | None, source: str) -> None:
+    """Refuse ``input.serve`` on a cluster (``--address`` or ``RAY_ADDRESS``), before Ray starts:
+    the server binds the driver's loopback, which the other nodes' download workers cannot reach
+    (they would fetch their own 127.0.0.1 and fail every row as ``connection_refused``)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if serve and address and address != "local":
+        raise ConfigError(source, "input.serve", f"serves {serve} on this machine's loopback, which the other nodes "
+                          f"of the cluster at {address} cannot reach",
+                          "serve the files from an address every node reaches and list their URLs, or run without --address")
 
 
 class _LoopbackServer(ThreadingHTTPServer):
