@@ -204,16 +204,21 @@ class StoreLock:
             storage.write_bytes(self.uri, body)
             self._etag = _read_lease(self.uri)[1]
             return True
-        status, headers, _ = s3_conditional.request("PUT", self.uri.partition("://")[2], body, condition)
+        status, headers, text = s3_conditional.request("PUT", self.uri.partition("://")[2], body, condition)
         if status == s3_conditional.PRECONDITION_FAILED:
             return False
+        if status >= 300:  # 404: no such bucket
+            raise s3_conditional.S3RequestError(f"{self.uri}: PUT refused with HTTP {status}: {text[:200]!r}")
         self._etag = headers.get("etag")
         return True
 
     def _renew(self) -> None:
         while not self._stop.wait(LEASE_S / 4):
-            if not self._put({"If-Match": self._etag} if self._etag else {}):
-                return  # taken over after our lease expired (a stalled driver); nothing to renew
+            try:
+                if not self._put({"If-Match": self._etag} if self._etag else {}):
+                    return  # taken over after our lease expired (a stalled driver); nothing to renew
+            except OSError:
+                continue  # a failed renewal is retried; the lease has 3 more periods to run
 
     def _held_error(self, holder: dict | None) -> UserError:
         if not holder:

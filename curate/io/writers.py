@@ -73,8 +73,8 @@ def storage_error(err: OSError, root: Path | str) -> UserError | None:
     On a store every OSError is the store's answer (pyarrow gives no errno): denied access, a
     missing bucket, an unreachable endpoint."""
     if not storage.is_local(str(root)):
-        if type(err) is not OSError:  # FileNotFoundError and the like are ours to handle
-            return None
+        if isinstance(err, FileNotFoundError | FileExistsError | IsADirectoryError | NotADirectoryError):
+            return None  # ours to handle
         return UserError(f"{root}: the store refused a request ({first_line(err)}; check the bucket, "
                          "AWS_ENDPOINT_URL and the credentials; rerunning the same command resumes)")
     if err.errno not in _STORAGE_FAULTS or (err.filename is None and err.errno in (errno.EACCES, errno.EPERM)):

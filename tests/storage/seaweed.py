@@ -108,7 +108,7 @@ def seaweedfs(workdir: Path) -> Iterator[S3Server]:
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}", "-volume.max=64",
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-s3.config={identities}",
+        f"-s3.config={identities}", "-s3.autoCreateBucket=false",  # as on S3: a PUT to a missing bucket is a 404
     ]
     log = workdir / "weed.log"
     with open(log, "wb") as out:

@@ -16,6 +16,7 @@ from curate import storage
 from curate.engine import lock
 from curate.engine.lock import LOCK_NAME, StoreLock, live_holder
 from curate.errors import UserError
+from curate.io.writers import storage_error
 
 
 def test_a_second_driver_is_refused_and_the_lock_goes_on_release(bucket) -> None:
@@ -65,3 +66,18 @@ def test_the_lease_is_renewed(bucket, monkeypatch) -> None:
                 break
             time.sleep(0.1)
         assert renewed["expires"] > first["expires"] and renewed["token"] == first["token"]
+
+
+def test_a_missing_bucket_or_wrong_keys_are_one_line(bucket, monkeypatch) -> None:
+    root = "s3://no-such-bucket/run"
+    with pytest.raises(OSError) as missing:
+        StoreLock(root).acquire()
+    assert str(storage_error(missing.value, root)).startswith(
+        f"{root}: the store refused a request ({root}/curate.lock: PUT refused with HTTP 404: ")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(OSError) as refused:
+        StoreLock(f"{bucket}/run").acquire()
+    line = str(storage_error(refused.value, f"{bucket}/run"))
+    assert line.startswith(f"{bucket}/run: the store refused a request ({bucket}/run/curate.lock: PUT refused with HTTP 403: ")
+    assert line.endswith("check the bucket, AWS_ENDPOINT_URL and the credentials; rerunning the same command resumes)")
+    assert "\n" not in line
