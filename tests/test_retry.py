@@ -4,6 +4,7 @@ conserved (every uid kept or in exactly one ledger row)."""
 from __future__ import annotations
 
 import io
+import pickle
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,8 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from curate.engine.retry import RetryRows, count_retryable, retryable_reasons
 from curate.pipeline import run_pipeline
 from curate.schema import uids_to_datacomp
+from curate.stages.base import Decision, Filter, StageParams
+from curate.stages.download import TRANSIENT_REASONS, DownloadParams, DownloadStage
 
 
 def _jpeg() -> bytes:
@@ -83,6 +87,14 @@ def test_retry_failed_reattempts_only_transient_failures(tmp_path, flaky_server,
     assert first.funnel.kept == 6
     assert dict(first.funnel.stages[1].dropped) == {"http_503": 5, "http_404": 3}
 
+    # The scan keeps a count per unit; a retry read task finds its unit's rows from its ledgers.
+    # Before: the driver held every retried row in a dict, pickled into every read task.
+    reasons = {"download": TRANSIENT_REASONS}
+    assert count_retryable(str(run), [0, 1, 2, 3], reasons) == [(0, 0), (1, 2), (2, 3), (3, 0)]
+    rows = RetryRows(str(run), reasons)
+    assert [rows[unit].tolist() for unit in range(4)] == [[], [6, 7], [8, 9, 10], []]
+    assert len(pickle.dumps(rows)) < 300
+
     flaky_server.healthy = True
     (run / "stats" / "units" / "00000.json").unlink()  # as if unit 0 had not been committed yet
     hits_before = Counter(flaky_server.hits)
@@ -106,3 +118,22 @@ def test_retry_failed_reattempts_only_transient_failures(tmp_path, flaky_server,
 
     third = run_pipeline(spec, output=str(run), retry_failed=True)
     assert third.units_run == 0 and third.funnel.kept == 11
+
+
+class _Flaky(Filter):
+    """A stage outside the engine's knowledge that declares its own retryable reasons."""
+
+    kind = "flaky_for_test"
+    retryable_reasons = r"^busy$"
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        return batch
+
+    def decide(self, scored: pa.Table) -> Decision:
+        raise NotImplementedError
+
+
+def test_retryable_stages_are_the_ones_that_declare_reasons() -> None:
+    """Before: retry imported DownloadStage and retried only its rows (issue 6 §5)."""
+    stages = [DownloadStage(DownloadParams(), name="fetch"), _Flaky(StageParams())]
+    assert retryable_reasons(stages) == {"fetch": TRANSIENT_REASONS, "flaky_for_test": r"^busy$"}
