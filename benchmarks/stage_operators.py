@@ -1,16 +1,17 @@
-"""The ``download`` stage as Ray tasks vs as an actor pool (issue 6 §5: stages with ``setup`` run in
-actor pools; is that right for an I/O stage?).
+"""The ``download`` stage as Ray tasks vs as an actor pool, in whole pipeline runs (issue 6 §5:
+stages with ``setup`` run in actor pools; is that right for an I/O stage whose setup is cheap?).
 
 2,000 distinct loopback URLs (the coco-mini photos behind ``?i=N``, one file server in its own
-process) in ``--blocks`` blocks go through ``curate.engine.operators.add_stage`` with the
-download stage (256 px ``border`` JPEG, 64 threads) on an embedded Ray of ``--cpus`` CPUs; no
-reader, no writer, so only the operator differs. The two forms alternate for ``--rounds`` rounds
-(order flipped every round, so foreign load and warm-up hit both alike); every round is a new
-dataset, as every ``curate run`` is: task workers are reused from the previous round, actors are
-new processes each time (they import and set up again). Figures: the best and the median
-images/s of each form, and the ratio actors / tasks of the medians.
+process), ``rows_per_unit`` 500, 256 px ``border`` JPEG, 64 threads, ``resources.cpus`` 2: the
+pipeline of benchmarks/download.py. Each run is ``run_pipeline`` with its own embedded Ray (as
+``curate run`` starts one), so both forms pay Ray's start-up and their workers' imports; wall
+time is the whole call. The forms are the download stage with ``runs_as_tasks`` True (tasks,
+fused by Ray Data with the reader and the writer) and False (an actor pool of 1 to 2 actors).
+They alternate for ``--rounds`` rounds, order flipped every round, so foreign load and disk
+caches hit both alike. Figures: each run, the median images/s per form, and the ratio actors /
+tasks of the medians.
 
-    .venv/bin/python benchmarks/stage_operators.py [--images DIR] [--n 2000] [--blocks 4] [--rounds 3]
+    .venv/bin/python benchmarks/stage_operators.py [--images DIR] [--n 2000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -18,94 +19,87 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
+
+from curate.stages.download import DownloadStage  # noqa: E402
+from curate.stages.registry import register  # noqa: E402
+
+
+@register
+class DownloadAsTasks(DownloadStage):
+    kind = "bench_download_tasks"
+    runs_as_tasks = True
+
+
+@register
+class DownloadInActors(DownloadStage):
+    kind = "bench_download_actors"
+    runs_as_tasks = False
 
 
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=C.COCO_IMAGES, help="directory of .jpg photos to serve")
     parser.add_argument("--n", type=int, default=2000, help="number of distinct URLs")
-    parser.add_argument("--blocks", type=int, default=4, help="blocks (work units) the URLs are split into")
+    parser.add_argument("--rows-per-unit", type=int, default=500, help="input.rows_per_unit")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each times both forms once")
     parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs")
     return parser.parse_args()
 
 
-def _table(base: str, images: Path, n: int):
-    import pyarrow as pa
+def _once(form: str, urls: Path, out: Path, args) -> dict:
+    from rich.console import Console
 
-    from curate.schema import DROP_DETAIL, DROP_REASON, DROP_STAGE
+    from curate.pipeline import run_pipeline
 
-    names = sorted(p.name for p in images.glob("*.jpg"))
-    urls = [f"{base}{names[i % len(names)]}?i={i}" for i in range(n)]
-    nulls = pa.nulls(n, pa.string())
-    return pa.table({"url": urls, DROP_STAGE: nulls, DROP_REASON: nulls, DROP_DETAIL: nulls})
-
-
-def _stage(as_tasks: bool):
-    from curate.stages.base import ImageOutput
-    from curate.stages.download import DownloadParams, DownloadStage
-
-    class DownloadAsTasks(DownloadStage):
-        runs_as_tasks = True
-
-    stage = (DownloadAsTasks if as_tasks else DownloadStage)(
-        DownloadParams(timeout=10, threads=64, allow_private=["127.0.0.0/8"]))
-    stage.image_output = ImageOutput(256, "border")
-    return stage
-
-
-def _once(table, blocks: int, as_tasks: bool) -> dict:
-    import pyarrow.compute as pc
-    import ray
-
-    from curate.engine.operators import add_stage, runs_in_actors
-
-    stage = _stage(as_tasks)
-    assert runs_in_actors(stage) is not as_tasks
+    spec = {"input": {"path": str(urls), "rows_per_unit": args.rows_per_unit},
+            "stages": [{"stage": f"bench_download_{form}", "timeout": 10, "threads": 64, "allow_private": ["127.0.0.0/8"]}],
+            "output": {"image_size": 256, "resize_mode": "border", "image_format": "jpg"},
+            "resources": {"cpus": args.cpus}}
     with C.CpuMeter() as cpu:
         start = time.perf_counter()
-        ds = add_stage(ray.data.from_arrow(table).repartition(blocks), stage, f"{uuid.uuid4().hex}:0").materialize()
+        result = run_pipeline(spec, output=str(out), overwrite=True, console=Console(stderr=True, quiet=True))
         wall = time.perf_counter() - start
-    ok = sum(pc.sum(pc.is_null(ray.get(ref).column("download_status"))).as_py() for ref in ds.to_arrow_refs())
-    return {"wall_s": round(wall, 2), "images_per_s": round(ok / wall, 1), "successes": ok, **cpu.summary()}
+    kept = result.funnel.kept
+    return {"wall_s": round(wall, 2), "images_per_s": round(kept / wall, 1), "successes": kept, **cpu.summary()}
 
 
 def main() -> None:
     C.claim_stdout()
     args = _args()
     C.require(args.images, "coco-mini images")
-    env = C.machine()
-    server, base = C.start_file_server(args.images)
     from ray import cloudpickle
 
-    from curate.engine.ray_runtime import EmbeddedRay
-
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this script
-    embedded = EmbeddedRay(num_cpus=args.cpus)
-    embedded.start()
+    env = C.machine()
+    server, base = C.start_file_server(args.images)
     runs: dict[str, list[dict]] = {"tasks": [], "actors": []}
     try:
-        table = _table(base, args.images, args.n)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        work = Path(tempfile.mkdtemp(prefix="curate-bench-operators-"))
+        names = sorted(p.name for p in args.images.glob("*.jpg"))
+        urls = [f"{base}{names[i % len(names)]}?i={i}" for i in range(args.n)]
+        pq.write_table(pa.table({"url": urls, "caption": [f"a photo, number {i}" for i in range(args.n)]}), work / "urls.parquet")
         for round_no in range(args.rounds):
             for form in (("tasks", "actors") if round_no % 2 == 0 else ("actors", "tasks")):
-                runs[form].append(_once(table, args.blocks, form == "tasks"))
+                runs[form].append(_once(form, work / "urls.parquet", work / form, args))
                 C.log(form, runs[form][-1])
     finally:
-        embedded.stop(failed=False)
         C.stop(server)
     rates = {form: [r["images_per_s"] for r in results] for form, results in runs.items()}
     medians = {form: statistics.median(values) for form, values in rates.items()}
     C.emit({
         "benchmark": "stage_operators",
-        "urls": args.n, "blocks": args.blocks, "rounds": args.rounds, "cpus": args.cpus,
+        "urls": args.n, "rows_per_unit": args.rows_per_unit, "rounds": args.rounds, "cpus": args.cpus,
         "tasks": runs["tasks"], "actors": runs["actors"],
-        "median_images_per_s": medians, "best_images_per_s": {form: max(v) for form, v in rates.items()},
+        "median_images_per_s": medians,
         "ratio_actors_vs_tasks_median": round(medians["actors"] / medians["tasks"], 3),
         "all_downloaded": all(r["successes"] == args.n for results in runs.values() for r in results),
         "machine": env,
