@@ -253,22 +253,25 @@ class RunDir:
 
     # -- commits ----------------------------------------------------------------------------
 
-    def commit(self, unit: int, files: list[str], stats: dict) -> None:
+    def commit(self, unit: int, files: list[str], stats: dict, replaces: tuple[str, ...] = ()) -> None:
         """Move a unit's files from ``_tmp/`` into place and write its completion marker.
 
         ``files`` are relative to ``_tmp/``; shards get the next free indices, other files keep
         their names (a retry round's rewritten ledger replaces the committed one). A unit that
-        already has a marker (a retry round) keeps the files it lists.
+        already has a marker (a retry round) keeps the files it lists, except ``replaces``: on a
+        store, where nothing is renamed, a retry round writes its ledgers under new names and
+        names the committed ones they replace.
         """
         if not self.local:
-            return self._commit_store(unit, files, stats)
+            return self._commit_store(unit, files, stats, replaces)
         journal, entry = self.write_journal(unit, files, stats)
         _, problem = self._apply_journal(journal, entry)
         if problem:
             raise RuntimeError(f"unit {unit}: {problem}")
 
-    def _commit_store(self, unit: int, files: list[str], stats: dict) -> None:
-        """On a store the parts are already in place: the marker, one PUT, is the commit."""
+    def _commit_store(self, unit: int, files: list[str], stats: dict, replaces: tuple[str, ...]) -> None:
+        """On a store the parts are already in place: the marker, one PUT, is the commit (the
+        files it replaces are deleted after it; a crash before that leaves them to recover())."""
         sizes = {}
         for relative in files:
             try:
@@ -277,7 +280,10 @@ class RunDir:
                 raise RuntimeError(f"unit {unit}: its commit lists {relative}, which is not in {self.root}") from None
         marker = self.unit_stats / f"{unit:05d}.json"
         kept = json.loads(storage.read_bytes(marker))["files"] if storage.exists(marker) else {}
+        kept = {name: size for name, size in kept.items() if name not in replaces}
         storage.write_bytes(marker, json.dumps({**stats, "files": {**kept, **sizes}}).encode())
+        for relative in replaces:
+            storage.delete(self.root / relative)
 
     def part_tag(self, tag: str = "") -> str:
         """The tag of this driver's part names: none on local disk (parts are renamed into place),

@@ -115,3 +115,17 @@ def test_a_run_of_another_uid_version_is_not_resumed(store_run) -> None:
         run.prepare(spec, [["x", 1, "etag"]], 3, overwrite=False)
     assert str(refused.value) == (f"{run.root}: made with uid_version 2, this curate computes uid_version 1; "
                                   "pass --overwrite to start over, or choose another --output")
+
+
+def test_a_retry_rounds_ledger_replaces_the_committed_one_by_name(store_run) -> None:
+    run = store_run
+    files = _write_and_commit(run, 0, range(4), dropped={1, 2})
+    ledger = files[-1]
+    retry = RunDir(run.root)
+    rewritten = f"rejects/00000-{retry.part_tag('r1')}-ledger.parquet"
+    storage.write_bytes(f"{run.root}/{rewritten}", b"the ledger without the retried rows")
+    retry.commit(0, [rewritten], {"unit": 0, "rows": 4, "kept": 3, "drops": {"laion_caption": {"too_short": 1}}},
+                 replaces=(ledger,))
+    listed = json.loads(storage.read_bytes(f"{run.root}/stats/units/00000.json"))["files"]
+    assert sorted(listed) == sorted([*files[:-1], rewritten]) and not storage.exists(f"{run.root}/{ledger}")
+    assert RunDir(run.root).recover() == []
