@@ -1,19 +1,18 @@
-"""Peak memory of a streaming run: 1M rows through caption rules + url_dedup + writer.
+"""Driver memory does not grow with the input (issue 6 §4): peak RSS of the ``curate run`` driver,
+and of its Ray workers, on 1M and 8M rows.
 
-laion-10k replicated to ``--rows`` rows (default 1,000,000; default pyarrow row groups,
-or ``--row-group-size``) is written as parquet in a temp dir and run with ``curate run`` as a
-subprocess (``resources.cpus`` 2, ``resources.object_store_memory_mb`` as given). The RSS of
-the process tree (the ``curate`` driver and every descendant: raylet, GCS, Ray workers, ...)
-is sampled with psutil every 0.2 s; PSS (shared pages divided among their sharers, so not
-counted twice) every fifth sample. Reports peak total RSS, peak driver RSS, peak PSS, and
-the RSS by process role at the peak.
+A synthetic pool (``--format csv`` or ``parquet``; urls repeat every ``--distinct-urls`` rows, so
+url_dedup drops the rest; captions of 1-12 words, some under DataComp's 3 words) is written under
+a temp dir and run with ``curate run`` as a subprocess on an embedded Ray (``resources.cpus``,
+``object_store_memory_mb`` as given). Variants: ``captions`` (laion_caption, datacomp_caption)
+and ``dedup`` (the same + url_dedup). Every ``--interval`` seconds the sampler reads the RSS of
+the driver (the ``curate`` process itself), of each Ray worker (``ray::`` processes, the
+largest one and their sum) and of the whole process tree.
 
-Variants (``--variants``): ``dedup`` (laion_caption, datacomp_caption, url_dedup) and
-``nodedup`` (without url_dedup). url_dedup drops ~99% of the replicated rows as
-``duplicate_url``; the rows still stream through every stage and the ledger.
-Target: peak total RSS < 3 GB (3,000 MB) for every variant.
+Target: the driver's peak RSS grows by less than 40 MB from the smallest to the largest row
+count (issue 6: it grew by ~140 MB from 1M to 8M rows, ~20 bytes a row).
 
-    .venv/bin/python benchmarks/memory.py [--laion PATH] [--rows 1000000] [--object-store-mb 500]
+    .venv/bin/python benchmarks/memory.py [--rows 1000000,8000000] [--variants captions,dedup] [--format csv]
 """
 
 from __future__ import annotations
@@ -25,80 +24,138 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-TARGET_MB = 3000
+TARGET_GROWTH_MB = 40
 MB = 1_000_000
+_WORDS = ["a", "photo", "of", "the", "red", "dog", "on", "grass", "near", "old", "house", "with", "two", "small",
+          "cats", "at", "sunset"]
 
 
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--laion", type=Path, default=C.LAION, help="laion-10k parquet (columns URL, TEXT)")
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", default="1000000,8000000", help="comma-separated row counts")
+    parser.add_argument("--variants", default="captions,dedup", help="comma-separated: captions, dedup")
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument("--distinct-urls", type=int, default=500_000)
     parser.add_argument("--rows-per-unit", type=int, default=20_000)
-    parser.add_argument("--row-group-size", type=int, default=None,
-                        help="parquet row group size (default: rows per unit; 0: pyarrow's default, 1Mi rows)")
     parser.add_argument("--cpus", type=int, default=2)
-    parser.add_argument("--object-store-mb", type=int, default=500, help="resources.object_store_memory_mb (0: Ray's default)")
-    parser.add_argument("--variants", default="dedup,nodedup", help="comma-separated: dedup, nodedup")
-    parser.add_argument("--interval", type=float, default=0.2)
+    parser.add_argument("--object-store-mb", type=int, default=500)
+    parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--workdir", type=Path, default=None)
     return parser.parse_args()
 
 
-def _spec(data: Path, out: Path, args, dedup: bool) -> dict:
+def write_pool(path: Path, rows: int, distinct_urls: int, fmt: str) -> Path:
+    """``rows`` synthetic (url, caption) rows, written in slices of 1M (the writer's memory stays flat)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    captions = [" ".join(_WORDS[:n]) for n in range(1, 13)]
+    writer = None
+    for start in range(0, rows, 1_000_000):
+        index = np.arange(start, min(rows, start + 1_000_000))
+        table = pa.table({
+            "url": pa.array([f"http://img{i % 97}.example.com/{i % distinct_urls}.jpg" for i in index]),
+            "caption": pa.array([captions[i % 12] for i in (index * 7919) % 1_000_003]),
+        })
+        if writer is None:
+            writer = pacsv.CSVWriter(path, table.schema) if fmt == "csv" else pq.ParquetWriter(path, table.schema)
+        if fmt == "csv":
+            writer.write_table(table)
+        else:
+            writer.write_table(table, row_group_size=100_000)
+    writer.close()
+    return path
+
+
+class PeakSampler:
+    """Peaks over a whole run: the driver's RSS, the largest Ray worker's, all workers', the tree's."""
+
+    def __init__(self, pid: int, interval: float):
+        import psutil
+
+        self.root, self.interval = psutil.Process(pid), interval
+        self.driver = self.worker = self.workers = self.total = self.samples = 0
+        self._roles: dict[int, str] = {}  # pid -> role (a Ray worker keeps its role for its life)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            workers, total = [], 0
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                    if proc.pid not in self._roles:
+                        self._roles[proc.pid] = C._label(proc)
+                    worker = self._roles[proc.pid] == "ray_worker"
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+                total += rss
+                if proc.pid == self.root.pid:
+                    self.driver = max(self.driver, rss)
+                elif worker:
+                    workers.append(rss)
+            self.worker = max(self.worker, *workers, 0)
+            self.workers = max(self.workers, sum(workers))
+            self.total = max(self.total, total)
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+
+def _spec(data: Path, out: Path, args, variant: str) -> dict:
     stages = [{"stage": "laion_caption"}, {"stage": "datacomp_caption"}]
-    if dedup:
+    if variant == "dedup":
         stages.append({"stage": "url_dedup"})
-    resources = {"cpus": args.cpus}
-    if args.object_store_mb:
-        resources["object_store_memory_mb"] = args.object_store_mb
-    return {
-        "name": "bench-memory",
-        "input": {"path": str(data), "url_column": "url", "caption_column": "caption", "rows_per_unit": args.rows_per_unit},
-        "stages": stages,
-        "output": {"path": str(out), "samples_per_shard": 10_000},
-        "resources": resources,
-    }
+    resources = {"cpus": args.cpus} | ({"object_store_memory_mb": args.object_store_mb} if args.object_store_mb else {})
+    return {"name": "bench-memory", "input": {"path": str(data), "rows_per_unit": args.rows_per_unit},
+            "stages": stages, "output": {"path": str(out), "samples_per_shard": 100_000}, "resources": resources}
 
 
-def _run(variant: str, data: Path, work: Path, args) -> dict:
+def _run(variant: str, rows: int, data: Path, work: Path, args) -> dict:
     import yaml
 
-    out = work / f"out-{variant}"
-    spec_path = work / f"{variant}.yaml"
-    spec_path.write_text(yaml.safe_dump(_spec(data, out, args, dedup=variant == "dedup")))
+    out = work / f"out-{variant}-{rows}"
+    spec_path = work / f"{variant}-{rows}.yaml"
+    spec_path.write_text(yaml.safe_dump(_spec(data, out, args, variant)))
     cmd = [C.CURATE, "run", str(spec_path), "--overwrite"]
     C.log("$", " ".join(cmd))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=sys.stderr, stderr=sys.stderr, env=env)
-    with C.TreeSampler(proc.pid, interval=args.interval) as sampler:
+    with PeakSampler(proc.pid, args.interval) as sampler:
         code = proc.wait()
     wall = time.perf_counter() - start
     if code != 0:
-        raise RuntimeError(f"curate run ({variant}) exited {code}")
+        raise RuntimeError(f"curate run ({variant}, {rows} rows) exited {code}")
     stats = json.loads((out / "stats" / "stats.json").read_text())
-    drops = {s["stage"]: s["reasons"] for s in stats["stages"] if s["dropped"]}
     result = {
-        "variant": variant,
-        "stages": [s["stage"] for s in stats["stages"]][1:],
-        "wall_s": round(wall, 1),
-        "rows": stats["rows"],
-        "kept": stats["kept"],
-        "dropped": drops,
-        "peak_total_rss_mb": round(sampler.peak_total / MB),
-        "peak_driver_rss_mb": round(sampler.peak_root / MB),
-        "peak_total_pss_mb": round(sampler.peak_pss_total / MB),
-        "processes_at_peak": sampler.peak_processes,
-        "rss_by_role_at_peak": {k: {"processes": n, "rss_mb": round(total / MB), "largest_mb": round(top / MB)}
-                                for k, (n, total, top) in sorted(sampler.peak_breakdown.items(), key=lambda kv: -kv[1][1])},
+        "variant": variant, "rows": stats["rows"], "kept": stats["kept"], "wall_s": round(wall, 1),
+        "peak_driver_rss_mb": round(sampler.driver / MB), "peak_worker_rss_mb": round(sampler.worker / MB),
+        "peak_workers_rss_mb": round(sampler.workers / MB), "peak_tree_rss_mb": round(sampler.total / MB),
         "samples": sampler.samples,
-        "target_met": sampler.peak_total < TARGET_MB * MB,
     }
     C.log(result)
     shutil.rmtree(out, ignore_errors=True)
@@ -108,38 +165,36 @@ def _run(variant: str, data: Path, work: Path, args) -> dict:
 def main() -> None:
     C.claim_stdout()
     args = _args()
-    C.require(args.laion, "laion-10k parquet")
+    row_counts = sorted(int(r) for r in args.rows.split(","))
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if not set(variants) <= {"dedup", "nodedup"}:
+    if not set(variants) <= {"captions", "dedup"}:
         sys.exit(f"unknown variant in {args.variants!r}")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="curate-bench-memory-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = C.machine()
-    row_group = args.rows_per_unit if args.row_group_size is None else (args.row_group_size or 1024 * 1024)
+    runs = []
     try:
-        data = C.replicated_laion(args.laion, args.rows, work / "input.parquet", row_group_size=row_group)
-        C.log(f"input: {args.rows:,} rows ({data.stat().st_size / MB:.0f} MB parquet, row groups of {row_group:,})")
-        runs = [_run(v, data, work, args) for v in variants]
+        for rows in row_counts:
+            data = write_pool(work / f"pool-{rows}.{args.format}", rows, args.distinct_urls, args.format)
+            C.log(f"input: {rows:,} rows, {data.stat().st_size / MB:.0f} MB {args.format}")
+            runs += [_run(v, rows, data, work, args) for v in variants]
+            data.unlink()
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    result = {
-        "benchmark": "memory",
-        "rows": args.rows,
-        "rows_per_unit": args.rows_per_unit,
-        "parquet_row_group_rows": row_group,
-        "cpus": args.cpus,
-        "object_store_memory_mb": args.object_store_mb or "ray default",
-        "sample_interval_s": args.interval,
+    growth = {}
+    for variant in variants:
+        mine = {r["rows"]: r["peak_driver_rss_mb"] for r in runs if r["variant"] == variant}
+        growth[variant] = mine[row_counts[-1]] - mine[row_counts[0]]
+    C.emit({
+        "benchmark": "memory", "format": args.format, "rows": row_counts, "rows_per_unit": args.rows_per_unit,
+        "distinct_urls": args.distinct_urls, "cpus": args.cpus, "object_store_memory_mb": args.object_store_mb,
         "runs": runs,
-        "peak_total_rss_mb": max(r["peak_total_rss_mb"] for r in runs),
-        "peak_driver_rss_mb": max(r["peak_driver_rss_mb"] for r in runs),
-        "target": f"peak total RSS of the process tree < {TARGET_MB} MB",
-        "target_met": all(r["target_met"] for r in runs),
-        "note": "RSS sums count pages shared between processes once per process; PSS does not",
-        "machine": env,
-    }
-    C.emit(result)
+        "driver_growth_mb": growth,
+        "target": f"driver peak RSS grows < {TARGET_GROWTH_MB} MB from {row_counts[0]:,} to {row_counts[-1]:,} rows",
+        "target_met": all(g < TARGET_GROWTH_MB for g in growth.values()),
+        "load_average_at_end": os.getloadavg(),
+        "machine": C.machine(),
+    })
 
 
 if __name__ == "__main__":
