@@ -276,3 +276,19 @@ def test_yaml_actors_are_valid_for_a_stage_whose_parts_load_something() -> None:
     register(Scorer)
     _, (stage,) = load_spec({"input": {"path": "in.parquet"}, "stages": [{"stage": "scorer", "resources": {"actors": [1, 3]}}]})
     assert stage.resources.actors == (1, 3)
+
+
+class CheapSetupIO(Loading):
+    """An I/O stage whose setup is cheap (a client): tasks unless asked for a pool."""
+
+    kind = "cheap_setup_io"
+    runs_as_tasks = True
+
+
+def test_which_stages_run_in_actors(tmp_path) -> None:
+    from curate.engine.operators import runs_in_actors
+
+    assert runs_in_actors(Loading(tmp_path)) and not runs_in_actors(Tagged(tmp_path))
+    assert not runs_in_actors(CheapSetupIO(tmp_path))
+    assert runs_in_actors(CheapSetupIO(tmp_path, resources={"actors": [1, 2]}))  # the YAML asked for a pool
+    assert not runs_in_actors(Tagged(tmp_path, resources={"actors": [1, 2]}))  # config refuses this one
