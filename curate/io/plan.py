@@ -9,9 +9,9 @@ given runner (Ray tasks in ``curate run``). Parquet row counts come from the foo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from curate import storage
 from curate.config import InputSpec
 from curate.errors import InputError
 from curate.io.plan_lines import CHUNK_BYTES, LineFile, open_line_file, plan_line_files
@@ -66,7 +66,7 @@ def plan_inputs(spec: InputSpec, chunk_bytes: int = CHUNK_BYTES) -> InputPlan:
         fmt = spec.format if spec.format != "auto" else format_of(path)
         if fmt is None:
             raise InputError(f"{path}: cannot tell the format from the extension (set input.format)")
-        if os.path.getsize(path) == 0:
+        if storage.file_size(path) == 0:
             raise InputError(f"{path}: file is empty (remove it from input.path)")
         if fmt not in ("csv", "tsv") and (not spec.header or spec.columns is not None):
             raise InputError(f"{path}: input.header / input.columns apply to csv and tsv files only "
