@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 CURATE = Path(sys.executable).parent / "curate"
 CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # what Ray's cluster start leaves behind
 RUN_TIMEOUT_S = 300
+EVENT_QUERIES = 10  # each waits ray_cluster.EVENTS_SETTLE_S for task events to reach the GCS
 
 
 @dataclass
@@ -38,15 +39,19 @@ class TwoNodes:
     process: subprocess.Popen
     seen_jobs: set
 
-    def tasks_per_node_since_last_call(self) -> dict[str, int]:
-        """Tasks per node of the jobs (curate runs) that started since the last call."""
-        self.process.stdin.write("\n")
-        self.process.stdin.flush()
-        jobs = json.loads(self.process.stdout.readline())
-        per_node: dict[str, int] = {}
-        for job in set(jobs) - self.seen_jobs:
-            for node, tasks in jobs[job].items():
-                per_node[node] = per_node.get(node, 0) + tasks
+    def tasks_per_node_of_new_jobs(self) -> dict[str, int]:
+        """Tasks per node of the jobs (curate runs) since the last call. Task events reach the
+        GCS within seconds; they only accumulate, so asking again until both nodes show is safe."""
+        for _ in range(EVENT_QUERIES):
+            self.process.stdin.write("\n")
+            self.process.stdin.flush()
+            jobs = json.loads(self.process.stdout.readline())
+            per_node: dict[str, int] = {}
+            for job in set(jobs) - self.seen_jobs:
+                for node, tasks in jobs[job].items():
+                    per_node[node] = per_node.get(node, 0) + tasks
+            if set(per_node) >= set(self.nodes):
+                break
         self.seen_jobs |= set(jobs)
         return per_node
 
@@ -119,7 +124,7 @@ def _assert_same_run(on_cluster: Path, single: Path) -> None:
 
 
 def _assert_both_nodes_ran(cluster: TwoNodes) -> None:
-    per_node = cluster.tasks_per_node_since_last_call()
+    per_node = cluster.tasks_per_node_of_new_jobs()
     assert set(per_node) == set(cluster.nodes), f"tasks per node: {per_node}, nodes {cluster.nodes}"
 
 
