@@ -150,9 +150,10 @@ class RunDir:
         """Remove everything but our lock (check_output allowed this: a curate run, or only the lock)."""
         if not self.local:
             for name in storage.children(self.root):
-                if name != LOCK_NAME:
-                    storage.delete_dir(self.root / name)
-                    storage.delete(self.root / name)
+                if name == LOCK_NAME:
+                    continue
+                uri = self.root / name
+                storage.delete_dir(uri) if storage.list_files(uri) else storage.delete(uri)  # a prefix, or an object
             return
         for path in self.root.iterdir():
             if path.name != LOCK_NAME:

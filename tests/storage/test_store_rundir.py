@@ -129,3 +129,15 @@ def test_a_retry_rounds_ledger_replaces_the_committed_one_by_name(store_run) -> 
     listed = json.loads(storage.read_bytes(f"{run.root}/stats/units/00000.json"))["files"]
     assert sorted(listed) == sorted([*files[:-1], rewritten]) and not storage.exists(f"{run.root}/{ledger}")
     assert RunDir(run.root).recover() == []
+
+
+def test_overwrite_clears_a_store_run_but_its_lock(store_run) -> None:
+    run = store_run
+    _write_and_commit(run, 0, range(4), dropped={1})
+    storage.write_bytes(f"{run.root}/curate.lock", b"{}")
+    spec, _ = load_spec({"name": "st", "input": {"path": "s3://x/in.parquet", "rows_per_unit": 4},
+                         "stages": [{"stage": "laion_caption", "min_chars": 1}]})
+    run.check_output([], overwrite=True)
+    assert run.prepare(spec, [["x", 1, "etag"]], 3, overwrite=True) is False
+    names = [uri.removeprefix(f"{run.root}/") for uri in storage.list_files(run.root)]
+    assert names == ["curate.lock", "manifest.json", "pipeline.yaml"]
