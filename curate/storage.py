@@ -25,6 +25,8 @@ from typing import BinaryIO
 
 import pyarrow.fs as pafs
 
+from curate.errors import UserError
+
 __all__ = ["StoreUri", "children", "delete", "delete_dir", "exists", "file_size", "filesystem_of", "fingerprint", "glob",
            "is_local", "join", "list_files", "list_sizes", "open_input", "open_output", "read_bytes", "scheme_of", "write_bytes"]
 
@@ -43,7 +45,7 @@ def scheme_of(uri: str) -> str:
     if head == "gcs":
         return "gs"
     if head not in _STORE_SCHEMES:
-        raise ValueError(f"{uri}: unsupported storage scheme {head!r} (use a local path, s3:// or gs://)")
+        raise UserError(f"{uri}: unsupported storage scheme {head!r} (use a local path, s3:// or gs://)")
     return head
 
 

@@ -8,6 +8,7 @@ import pickle
 import pytest
 
 from curate import storage
+from curate.errors import UserError
 
 
 def test_local_paths_are_absolute_and_relative_ones_resolve(tmp_path, monkeypatch) -> None:
@@ -17,8 +18,9 @@ def test_local_paths_are_absolute_and_relative_ones_resolve(tmp_path, monkeypatc
     assert storage.is_local("sub/x.txt") and storage.is_local("file:///tmp/x") and not storage.is_local("s3://b/k")
     assert storage.join("s3://b/run/", "shards", "/00000.tar") == "s3://b/run/shards/00000.tar"
     assert storage.StoreUri("s3://b/run") / "stats" / "units" == "s3://b/run/stats/units"
-    with pytest.raises(ValueError, match="unsupported storage scheme 'ftp'"):
+    with pytest.raises(UserError) as refused:
         storage.filesystem_of("ftp://host/x")
+    assert str(refused.value) == "ftp://host/x: unsupported storage scheme 'ftp' (use a local path, s3:// or gs://)"
 
 
 def test_store_round_trip(bucket) -> None:
