@@ -14,13 +14,7 @@ gone, a deleted shard parquet failed every rerun). Files in ``shards/`` and ``re
 marker lists are leftovers of unfinished units and are removed, so a rerun after ``kill -9``
 equals a clean run: no lost and no duplicated uid.
 
-On an object store (``s3://``, ``gs://``) there is no atomic rename, so nothing is moved: workers
-write each part whole under its final name, which carries the driver's attempt
-(``shards/<unit>-<attempt>[-r<round>]-<row0>.tar``, its ``.parquet`` and ``.<feature>.npy``
-beside it; ``rejects/<unit>-<attempt>-<row0>.parquet``), and the unit's marker, written last, is
-the commit. Readers and ``curate stats`` use only files a marker lists; on every start, files no
-marker lists (a dead attempt's) are removed and done units are checked against their markers as
-on disk. There is no journal and no ``_tmp/`` there. The lock is a lease (:mod:`curate.engine.lock`).
+On an object store nothing is renamed: see :mod:`curate.engine.store_rundir`.
 
 The manifest records ``uid_version``: uid normalisation (:func:`curate.schema.compute_uids`) is
 frozen behind it, and a run made under another version is not resumed.
@@ -43,6 +37,7 @@ import yaml
 
 from curate import storage
 from curate.config import PipelineSpec
+from curate.engine import store_rundir
 from curate.engine.lock import LOCK_NAME, RunLock, StoreLock
 from curate.errors import UserError
 from curate.io.uids_file import write_sorted_uids
@@ -75,26 +70,12 @@ class RunDir:
 
     def check_output(self, inputs: list[str], overwrite: bool) -> None:
         """Refuse, before anything is written, an output that is not ours to write or delete."""
-        if not self.local:
-            return self._check_store_output(inputs, overwrite)
-        if self.root.exists() and not self.root.is_dir():
+        if self.local and self.root.exists() and not self.root.is_dir():
             raise UserError(f"{self.root}: exists and is not a directory; choose another --output")
-        if not self.root.exists():
-            return
-        inside = [path for path in inputs if Path(path).resolve().is_relative_to(self.root)]
-        if overwrite and inside:
-            raise UserError(f"{self.root}: holds this run's input {inside[0]}; --overwrite would delete it "
-                            "(move the input out or choose another --output)")
-        if not self.manifest_path.exists() and any(p.name != LOCK_NAME for p in self.root.iterdir()):
-            fix = " (--overwrite deletes only curate runs)" if overwrite else ""
-            raise UserError(f"{self.root}: exists and is not a curate run directory (no manifest.json); "
-                            f"choose another --output{fix}")
-
-    def _check_store_output(self, inputs: list[str], overwrite: bool) -> None:
-        names = storage.children(self.root)
+        names = storage.children(str(self.root))
         if not names:
             return
-        inside = [path for path in inputs if path.startswith(self.root + "/")]
+        inside = [path for path in inputs if self._holds(path)]
         if overwrite and inside:
             raise UserError(f"{self.root}: holds this run's input {inside[0]}; --overwrite would delete it "
                             "(move the input out or choose another --output)")
@@ -102,6 +83,11 @@ class RunDir:
             fix = " (--overwrite deletes only curate runs)" if overwrite else ""
             raise UserError(f"{self.root}: exists and is not a curate run directory (no manifest.json); "
                             f"choose another --output{fix}")
+
+    def _holds(self, path: str) -> bool:
+        if storage.is_local(path) != self.local:
+            return False
+        return Path(path).resolve().is_relative_to(self.root) if self.local else path.startswith(self.root + "/")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -149,12 +135,7 @@ class RunDir:
     def _clear(self) -> None:
         """Remove everything but our lock (check_output allowed this: a curate run, or only the lock)."""
         if not self.local:
-            for name in storage.children(self.root):
-                if name == LOCK_NAME:
-                    continue
-                uri = self.root / name
-                storage.delete_dir(uri) if storage.list_files(uri) else storage.delete(uri)  # a prefix, or an object
-            return
+            return store_rundir.clear(self.root)
         for path in self.root.iterdir():
             if path.name != LOCK_NAME:
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
@@ -174,7 +155,7 @@ class RunDir:
         """Roll journals forward, check done units' files, remove leftovers; returns one line per
         unit that must be redone."""
         if not self.local:
-            return self._recover_store()
+            return store_rundir.recover(self)
         for path in (self.shards, self.rejects, self.unit_stats):
             path.mkdir(parents=True, exist_ok=True)
         redo = []
@@ -190,7 +171,7 @@ class RunDir:
         listed: set[str] = set()
         for marker in sorted(self.unit_stats.glob("*.json")):
             entry = json.loads(marker.read_text())
-            problem = self._damage(entry)
+            problem = self.damage(entry)
             if problem:
                 redo.append(f"unit {entry['unit']}: {problem}; redoing the unit")
                 marker.unlink()
@@ -203,26 +184,7 @@ class RunDir:
         self._mark_used(listed)
         return redo
 
-    def _recover_store(self) -> list[str]:
-        """The store's recovery: no journals; markers checked against one listing of ``shards/``
-        and ``rejects/``, whose files no marker lists (dead attempts' parts) are removed."""
-        found = {**storage.list_sizes(self.shards), **storage.list_sizes(self.rejects)}
-        prefix = len(self.root) + 1
-        found = {uri[prefix:]: size for uri, size in found.items()}
-        redo, listed = [], set()
-        for marker in self._marker_uris():
-            entry = json.loads(storage.read_bytes(marker))
-            problem = self._damage(entry, found)
-            if problem:
-                redo.append(f"unit {entry['unit']}: {problem}; redoing the unit")
-                storage.delete(marker)
-            else:
-                listed.update(entry["files"])
-        for relative in sorted(set(found) - listed):
-            storage.delete(self.root / relative)
-        return redo
-
-    def _damage(self, entry: dict, found: dict[str, int] | None = None) -> str | None:
+    def damage(self, entry: dict, found: dict[str, int] | None = None) -> str | None:
         """What is wrong with a done unit's files, or None (``found``: a store listing's sizes)."""
         files = entry.get("files")
         if files is None:
@@ -244,12 +206,12 @@ class RunDir:
         if self.journal.exists() and not any(self.journal.iterdir()):
             self.journal.rmdir()
 
-    def _marker_uris(self) -> list[str]:
+    def marker_uris(self) -> list[str]:
         return [uri for uri in storage.list_files(str(self.unit_stats)) if uri.endswith(".json")]
 
     def done_units(self) -> set[int]:
         if not self.local:
-            return {int(uri.rsplit("/", 1)[1].removesuffix(".json")) for uri in self._marker_uris()}
+            return {int(uri.rsplit("/", 1)[1].removesuffix(".json")) for uri in self.marker_uris()}
         return {int(p.stem) for p in self.unit_stats.glob("*.json")}
 
     # -- commits ----------------------------------------------------------------------------
@@ -264,27 +226,11 @@ class RunDir:
         names the committed ones they replace.
         """
         if not self.local:
-            return self._commit_store(unit, files, stats, replaces)
+            return store_rundir.commit(self, unit, files, stats, replaces)
         journal, entry = self.write_journal(unit, files, stats)
         _, problem = self._apply_journal(journal, entry)
         if problem:
             raise RuntimeError(f"unit {unit}: {problem}")
-
-    def _commit_store(self, unit: int, files: list[str], stats: dict, replaces: tuple[str, ...]) -> None:
-        """On a store the parts are already in place: the marker, one PUT, is the commit (the
-        files it replaces are deleted after it; a crash before that leaves them to recover())."""
-        sizes = {}
-        for relative in files:
-            try:
-                sizes[relative] = storage.file_size(self.root / relative)
-            except FileNotFoundError:
-                raise RuntimeError(f"unit {unit}: its commit lists {relative}, which is not in {self.root}") from None
-        marker = self.unit_stats / f"{unit:05d}.json"
-        kept = json.loads(storage.read_bytes(marker))["files"] if storage.exists(marker) else {}
-        kept = {name: size for name, size in kept.items() if name not in replaces}
-        storage.write_bytes(marker, json.dumps({**stats, "files": {**kept, **sizes}}).encode())
-        for relative in replaces:
-            storage.delete(self.root / relative)
 
     def part_tag(self, tag: str = "") -> str:
         """The tag of this driver's part names: none on local disk (parts are renamed into place),
@@ -354,7 +300,7 @@ class RunDir:
 
     def committed_files(self) -> list[str]:
         """Every file a unit marker lists, relative to the root, sorted (readers use only these)."""
-        markers = self._marker_uris() if not self.local else [str(p) for p in self.unit_stats.glob("*.json")]
+        markers = self.marker_uris() if not self.local else [str(p) for p in self.unit_stats.glob("*.json")]
         return sorted(name for marker in markers for name in json.loads(storage.read_bytes(marker))["files"])
 
     # -- outputs ----------------------------------------------------------------------------
