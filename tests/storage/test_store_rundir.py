@@ -141,3 +141,15 @@ def test_overwrite_clears_a_store_run_but_its_lock(store_run) -> None:
     assert run.prepare(spec, [["x", 1, "etag"]], 3, overwrite=True) is False
     names = [uri.removeprefix(f"{run.root}/") for uri in storage.list_files(run.root)]
     assert names == ["curate.lock", "manifest.json", "pipeline.yaml"]
+
+
+def test_a_prefix_that_is_not_a_run_or_holds_the_input_is_refused(bucket) -> None:
+    storage.write_bytes(f"{bucket}/busy/notes.txt", b"mine")
+    with pytest.raises(UserError) as refused:
+        RunDir(f"{bucket}/busy").check_output([], overwrite=True)
+    assert str(refused.value) == (f"{bucket}/busy: exists and is not a curate run directory (no manifest.json); "
+                                  "choose another --output (--overwrite deletes only curate runs)")
+    storage.write_bytes(f"{bucket}/run/manifest.json", b"{}")
+    with pytest.raises(UserError, match=rf"^{bucket}/run: holds this run's input {bucket}/run/in.parquet; --overwrite"):
+        RunDir(f"{bucket}/run").check_output([f"{bucket}/run/in.parquet"], overwrite=True)
+    RunDir(f"{bucket}/run").check_output([f"{bucket}/run-inputs/in.parquet"], overwrite=True)
