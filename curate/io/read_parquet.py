@@ -29,7 +29,10 @@ from curate.io.read_common import (
 
 def _parquet_file(uri: str) -> pq.ParquetFile:
     """A parquet file by path or store URI (a store's is read by ranges)."""
-    return pq.ParquetFile(uri if storage.is_local(uri) else storage.open_input(uri))
+    if storage.is_local(uri):
+        return pq.ParquetFile(uri)
+    fs, path = storage.filesystem_of(uri)
+    return pq.ParquetFile(fs.open_input_file(path))  # pyarrow's own file: ranged reads without a Python layer
 
 
 def _holds_text(kind: pa.DataType) -> bool:

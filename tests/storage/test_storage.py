@@ -3,6 +3,8 @@ writes, fingerprints with the store's ETag, and filesystems that pickle for Ray 
 
 from __future__ import annotations
 
+import gzip
+import io
 import pickle
 
 import pytest
@@ -78,3 +80,19 @@ def test_filesystems_pickle_for_workers(bucket) -> None:
     fs, path = storage.filesystem_of(f"{bucket}/p.txt")
     with pickle.loads(pickle.dumps(fs)).open_input_stream(path) as stream:
         assert stream.read() == b"pickled"
+
+
+def test_store_inputs_read_like_local_files(bucket) -> None:
+    from curate.io.read_common import open_binary
+
+    text = b"url,caption\nhttp://a,one\nhttp://b,two\n"
+    storage.write_bytes(f"{bucket}/in/x.csv", text)
+    storage.write_bytes(f"{bucket}/in/x.jsonl.gz", gzip.compress(text))
+    with open_binary(f"{bucket}/in/x.csv") as handle:
+        assert handle.readline() == b"url,caption\n"
+        handle.seek(0, io.SEEK_END)
+        assert handle.tell() == len(text)
+        handle.seek(13)
+        assert (handle.readline(), handle.read(4)) == (b"ttp://a,one\n", b"http")
+    with open_binary(f"{bucket}/in/x.jsonl.gz") as handle:
+        assert handle.read() == text
