@@ -145,7 +145,7 @@ def exists(uri: str) -> bool:
 
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem_of(uri)
-    with fs.open_input_stream(path) as stream:
+    with fs.open_input_stream(path, compression=None) as stream:
         return stream.read()
 
 
@@ -174,7 +174,7 @@ def open_output(uri: str) -> Iterator[BinaryIO]:
                 os.unlink(partial)
         return
     fs, path = filesystem_of(uri)
-    stream = fs.open_output_stream(path)
+    stream = fs.open_output_stream(path, compression=None)  # bytes as given: no gzip because of a ".gz" name
     try:
         yield stream
     except BaseException:
@@ -235,7 +235,7 @@ def fingerprint(uri: str) -> list:
         raise FileNotFoundError(f"{uri}: no such file")
     if not is_local(uri):
         fs, path = filesystem_of(uri)
-        with fs.open_input_stream(path) as stream:
+        with fs.open_input_stream(path, compression=None) as stream:
             etag = (stream.metadata() or {}).get(b"ETag") or (stream.metadata() or {}).get("ETag")
         if etag:
             return [uri, info.size, etag.decode() if isinstance(etag, bytes) else etag]

@@ -234,7 +234,7 @@ def _read_lease(uri: str) -> tuple[dict | None, str | None]:
     """The lease's holder and ETag (None, None when there is none)."""
     try:
         fs, path = storage.filesystem_of(uri)
-        with fs.open_input_stream(path) as stream:
+        with fs.open_input_stream(path, compression=None) as stream:
             body, meta = stream.read(), stream.metadata() or {}
     except FileNotFoundError:
         return None, None
