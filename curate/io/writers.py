@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from curate import storage
 from curate.config import first_line
+from curate.engine.s3_conditional import S3RequestError
 from curate.errors import UserError
 from curate.io.tar_writer import ShardTarWriter
 from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, IMAGE, INTERNAL, ROW, UID, UNIT, URL
@@ -70,11 +71,11 @@ _STORAGE_FAULTS = {errno.ENOSPC: ("no space left on device", _FREE), errno.EDQUO
 def storage_error(err: OSError, root: Path | str) -> UserError | None:
     """The one-line error for an output that cannot be written (full, read-only, not ours), or
     None for any other OSError (a bug). Errors naming a file elsewhere are not the output's.
-    On a store every OSError is the store's answer (pyarrow gives no errno): denied access, a
-    missing bucket, an unreachable endpoint."""
+    On a store, the store's answers (pyarrow gives no errno; its messages say ``AWS Error``):
+    denied access, a missing bucket, an unreachable endpoint."""
     if not storage.is_local(str(root)):
-        if isinstance(err, FileNotFoundError | FileExistsError | IsADirectoryError | NotADirectoryError):
-            return None  # ours to handle
+        if not _from_the_store(err):
+            return None
         return UserError(f"{root}: the store refused a request ({first_line(err)}; check the bucket, "
                          "AWS_ENDPOINT_URL and the credentials; rerunning the same command resumes)")
     if err.errno not in _STORAGE_FAULTS or (err.filename is None and err.errno in (errno.EACCES, errno.EPERM)):
@@ -84,6 +85,10 @@ def storage_error(err: OSError, root: Path | str) -> UserError | None:
     fault, fix = _STORAGE_FAULTS[err.errno]
     where = f" writing {os.fsdecode(err.filename)}" if err.filename else ""
     return UserError(f"{root}: {fault}{where} ({fix} or choose another --output; rerunning the same command resumes)")
+
+
+def _from_the_store(err: OSError) -> bool:
+    return isinstance(err, S3RequestError) or "AWS Error" in str(err)
 
 
 def write_unit_part(part: pa.Table, tmp_root: Path | str, samples_per_shard: int, image_ext: str, tag: str = "",

@@ -81,3 +81,20 @@ def test_a_missing_bucket_or_wrong_keys_are_one_line(bucket, monkeypatch) -> Non
     assert line.startswith(f"{bucket}/run: the store refused a request ({bucket}/run/curate.lock: PUT refused with HTTP 403: ")
     assert line.endswith("check the bucket, AWS_ENDPOINT_URL and the credentials; rerunning the same command resumes)")
     assert "\n" not in line
+
+
+def test_an_unreachable_endpoint_is_one_line_and_a_local_fault_is_not_the_stores(monkeypatch) -> None:
+    import socket as sockets
+
+    with sockets.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(OSError) as unreachable:
+        storage.write_bytes("s3://nowhere/run/manifest.json", b"{}")
+    line = str(storage_error(unreachable.value, "s3://nowhere/run"))
+    assert line.startswith("s3://nowhere/run: the store refused a request (When ") and "AWS Error NETWORK_CONNECTION" in line
+    assert storage_error(OSError(28, "No space left on device", "/tmp/spill"), "s3://nowhere/run") is None
