@@ -6,10 +6,10 @@ process), ``rows_per_unit`` 500, 256 px ``border`` JPEG, 64 threads, ``resources
 pipeline of benchmarks/download.py. Each run is ``run_pipeline`` with its own embedded Ray (as
 ``curate run`` starts one), so both forms pay Ray's start-up and their workers' imports; wall
 time is the whole call. The forms are the download stage with ``runs_as_tasks`` True (tasks,
-fused by Ray Data with the reader and the writer) and False (an actor pool of 1 to 2 actors).
-They alternate for ``--rounds`` rounds, order flipped every round, so foreign load and disk
-caches hit both alike. Figures: each run, the median images/s per form, and the ratio actors /
-tasks of the medians.
+fused by Ray Data with the reader), False (an actor pool from 1 actor up to what fits: the default)
+and False with ``resources.actors: [cpus, cpus]`` (a full pool from the start). They rotate for
+``--rounds`` rounds, the order shifted every round, so foreign load and disk caches hit all
+alike. Figures: each run, the median images/s per form, and each pool's median over the tasks'.
 
     .venv/bin/python benchmarks/stage_operators.py [--images DIR] [--n 2000] [--rounds 3]
 """
@@ -47,9 +47,12 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--images", type=Path, default=C.COCO_IMAGES, help="directory of .jpg photos to serve")
     parser.add_argument("--n", type=int, default=2000, help="number of distinct URLs")
     parser.add_argument("--rows-per-unit", type=int, default=500, help="input.rows_per_unit")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; each times both forms once")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each times every form once")
     parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs")
     return parser.parse_args()
+
+
+FORMS = ("tasks", "actors", "actors_full_pool")
 
 
 def _once(form: str, urls: Path, out: Path, args) -> dict:
@@ -57,8 +60,11 @@ def _once(form: str, urls: Path, out: Path, args) -> dict:
 
     from curate.pipeline import run_pipeline
 
-    spec = {"input": {"path": str(urls), "rows_per_unit": args.rows_per_unit},
-            "stages": [{"stage": f"bench_download_{form}", "timeout": 10, "threads": 64, "allow_private": ["127.0.0.0/8"]}],
+    stage = {"stage": f"bench_download_{form.removesuffix('_full_pool')}", "timeout": 10, "threads": 64,
+             "allow_private": ["127.0.0.0/8"]}
+    if form == "actors_full_pool":
+        stage["resources"] = {"actors": [args.cpus, args.cpus]}
+    spec = {"input": {"path": str(urls), "rows_per_unit": args.rows_per_unit}, "stages": [stage],
             "output": {"image_size": 256, "resize_mode": "border", "image_format": "jpg"},
             "resources": {"cpus": args.cpus}}
     with C.CpuMeter() as cpu:
@@ -78,7 +84,7 @@ def main() -> None:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this script
     env = C.machine()
     server, base = C.start_file_server(args.images)
-    runs: dict[str, list[dict]] = {"tasks": [], "actors": []}
+    runs: dict[str, list[dict]] = {form: [] for form in FORMS}
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -88,7 +94,7 @@ def main() -> None:
         urls = [f"{base}{names[i % len(names)]}?i={i}" for i in range(args.n)]
         pq.write_table(pa.table({"url": urls, "caption": [f"a photo, number {i}" for i in range(args.n)]}), work / "urls.parquet")
         for round_no in range(args.rounds):
-            for form in (("tasks", "actors") if round_no % 2 == 0 else ("actors", "tasks")):
+            for form in FORMS[round_no % 3:] + FORMS[:round_no % 3]:
                 runs[form].append(_once(form, work / "urls.parquet", work / form, args))
                 C.log(form, runs[form][-1])
     finally:
@@ -98,9 +104,9 @@ def main() -> None:
     C.emit({
         "benchmark": "stage_operators",
         "urls": args.n, "rows_per_unit": args.rows_per_unit, "rounds": args.rounds, "cpus": args.cpus,
-        "tasks": runs["tasks"], "actors": runs["actors"],
+        "runs": runs,
         "median_images_per_s": medians,
-        "ratio_actors_vs_tasks_median": round(medians["actors"] / medians["tasks"], 3),
+        "ratio_vs_tasks_median": {form: round(medians[form] / medians["tasks"], 3) for form in FORMS[1:]},
         "all_downloaded": all(r["successes"] == args.n for results in runs.values() for r in results),
         "machine": env,
     })
