@@ -53,9 +53,10 @@ def retry_transient_failures(executor: Executor, run: RunDir, units: list[Unit],
     console.print(f"retrying {sum(counts.values())} transient failures in {len(targets)} units")
 
     def finish(unit: int, parts: list[PartRecord]) -> None:
-        rewritten, removed = _rewrite_ledgers_without_retried(run, unit, reasons)
-        run.commit(unit, [*(f for p in parts for f in p.files), *rewritten],
-                   _adjusted_stats(run.read_unit_stats(unit), removed, parts))
+        rewritten, removed = _rewrite_ledgers_without_retried(run, unit, reasons, f"r{round_no}")
+        run.commit(unit, [*(f for p in parts for f in p.files), *rewritten.values()],
+                   _adjusted_stats(run.read_unit_stats(unit), removed, parts),
+                   replaces=tuple(old for old, new in rewritten.items() if new != old))
 
     stream_units(executor, targets, counts, console, f"retry round {round_no}", finish, shard_sink(run, spec, f"r{round_no}"),
                  only_rows=RetryRows(str(run.root), reasons))
@@ -111,11 +112,15 @@ def _retried(ledger: pa.Table, unit: int, reasons: dict[str, str]) -> pa.Array:
     return pc.fill_null(pc.and_(match, pc.equal(ledger.column("unit"), unit)), False)
 
 
-def _rewrite_ledgers_without_retried(run: RunDir, unit: int, reasons: dict[str, str]) -> tuple[list[str], Counter]:
+def _rewrite_ledgers_without_retried(run: RunDir, unit: int, reasons: dict[str, str],
+                                     tag: str) -> tuple[dict[str, str], Counter]:
     """Write (to ``_tmp/``) each of the unit's ledgers that holds retried rows, minus them; the
-    files rewritten and the (stage, reason) counts removed. Its rows were retried just now, and
-    the ledgers are not touched in between, so they are the rows :class:`RetryRows` found."""
-    rewritten, removed = [], Counter()
+    files rewritten (committed name -> new name) and the (stage, reason) counts removed. Its rows
+    were retried just now, and the ledgers are not touched in between, so they are the rows
+    :class:`RetryRows` found. On disk the new ledger replaces the old by rename, under its name;
+    on a store nothing is renamed over, so it gets a new name (``-<tag>``) that the commit
+    names as the old one's replacement."""
+    rewritten, removed = {}, Counter()
     for relative in _ledgers_of(run, unit):
         ledger = _read_ledger(run, relative)
         retried = _retried(ledger, unit, reasons)
@@ -124,10 +129,11 @@ def _rewrite_ledgers_without_retried(run: RunDir, unit: int, reasons: dict[str, 
             continue
         removed.update(zip(gone.column("stage").to_pylist(), gone.column("reason").to_pylist(), strict=True))
         kept = ledger.filter(pc.invert(retried))
-        filesystem, path = storage.filesystem_of(str(run.tmp / relative))
+        name = relative if run.local else relative.replace(".parquet", f"-{tag}.parquet")
+        filesystem, path = storage.filesystem_of(str(run.tmp / name))
         filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
         pq.write_table(kept.cast(REJECTS_SCHEMA), path, filesystem=filesystem)
-        rewritten.append(relative)
+        rewritten[relative] = name
     return rewritten, removed
 def _adjusted_stats(stats: dict, removed: Counter, parts: list[PartRecord]) -> dict:
     """The unit's counters with the retried rows' old drops replaced by their new outcome."""
