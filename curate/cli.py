@@ -89,9 +89,9 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
 
 
 def _load_funnel_or_fail(run_dir: str, load_funnel):
-    from pathlib import Path
+    from curate import storage
 
-    if not (Path(run_dir) / "manifest.json").is_file():
+    if not storage.exists(storage.join(run_dir, "manifest.json")):
         raise UserError(f"{run_dir}: not a curate run directory (no manifest.json)")
     return load_funnel(run_dir)
 

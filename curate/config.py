@@ -161,7 +161,7 @@ class PipelineSpec(_Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that decides the result (not where it goes or what runs it)."""
-        body = self.model_dump(mode="json", exclude={"output": {"path"}, "resources": True})
+        body = self.model_dump(mode="json", exclude={"output": {"path"}, "resources": True, "stages": {"__all__": {"resources"}}})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -13,17 +13,20 @@ from pathlib import Path
 
 from rich.console import Console
 
+from curate import storage
 from curate.config import PipelineSpec, load_spec
 from curate.engine.commit import run_into_store, run_pending
 from curate.engine.executor import CheckpointSink, CheckpointSource, Executor, InputSource, ObserveSink
 from curate.engine.global_phase import observe_all, partition_count
 from curate.engine.partstore import PartStore, new_attempt
-from curate.engine.ray_runtime import ray_session
+from curate.engine.ray_runtime import on_workers, ray_session
 from curate.engine.retry import retry_transient_failures
 from curate.engine.rundir import RunDir
 from curate.engine.segments import Segment, delete_checkpoints, plan_segments
 from curate.errors import UserError
-from curate.io.readers import READ_STAGE, Unit, plan_units, read_stages
+from curate.io.http_server import check_serve_reachable
+from curate.io.plan import plan_inputs
+from curate.io.readers import READ_STAGE, Unit, read_stages
 from curate.io.writers import storage_error
 from curate.stages.base import GlobalFilter, ImageOutput, RunContext, Stage
 from curate.stats.funnel import Funnel, build_funnel, render_funnel
@@ -55,18 +58,20 @@ def run_pipeline(
         spec.output.path = output
     run = RunDir(spec.output.path or os.path.join("runs", spec.name))
     _ensure_synth(spec)
-    units = plan_units(spec.input)
+    check_serve_reachable(spec.input.serve, address, str(source) if not isinstance(source, dict) else "<dict>")
+    plan = plan_inputs(spec.input)  # on the driver: files, formats, headers, columns; no file is read whole
     stage_order = [READ_STAGE, *(s.name for s in stages)]
-    if retry_failed and not run.manifest_path.exists():
+    if retry_failed and not storage.exists(str(run.manifest_path)):
         raise UserError(f"{run.root}: no earlier run to retry (run without --retry-failed first)")
-    run.check_output([*(u.path for u in units), *([spec.input.serve] if spec.input.serve else [])], overwrite)
+    run.check_output([*plan.paths, *([spec.input.serve] if spec.input.serve else [])], overwrite)
     units_run = 0
     with _storage_errors(run.root), run.locked():
-        resumed = run.prepare(spec, _input_fingerprint(units), len(units), overwrite)
-        run.update_manifest(stage_order=stage_order, state="running")
-        for line in run.recover():
-            console.print(line, soft_wrap=True, markup=False, highlight=False)
         with _serving(spec) as base_url, ray_session(address, spec.resources), _storage_errors(run.root):
+            units = plan.units(on_workers)  # rows of csv/tsv/jsonl chunks and tar member lists counted by Ray tasks
+            resumed = run.prepare(spec, _input_fingerprint(plan.paths), len(units), overwrite)
+            run.update_manifest(stage_order=stage_order, state="running")
+            for line in run.recover():
+                console.print(line, soft_wrap=True, markup=False, highlight=False)
             # The reader's implicit stages (repeated input uids, tar images) run first; their
             # drops count under "read", so stage_order above stays the user's stages.
             stages = [*read_stages(spec.input, units), *stages]
@@ -117,9 +122,8 @@ def _ensure_synth(spec: PipelineSpec) -> None:
     write_synth_corpus(target, spec.input.synth.n, spec.input.synth.seed)
 
 
-def _input_fingerprint(units: list[Unit]) -> list:
-    files = sorted({u.path for u in units})
-    return [[path, os.path.getsize(path), int(os.path.getmtime(path))] for path in files]
+def _input_fingerprint(paths: list[str]) -> list:
+    return [storage.fingerprint(path) for path in sorted(paths)]
 
 
 def _image_output(spec: PipelineSpec) -> ImageOutput:
@@ -180,7 +184,7 @@ def _finalize(run: RunDir, units: list[Unit], stage_order: list[str]) -> tuple[F
     sizes = run.write_uids_and_sizes()
     if sum(sizes.values()) != funnel.kept:
         raise RuntimeError(f"shards hold {sum(sizes.values())} samples but the counters say {funnel.kept}")
-    (run.stats / "stats.json").write_text(json.dumps(funnel.to_json(), indent=2))
+    storage.write_bytes(str(run.stats / "stats.json"), json.dumps(funnel.to_json(), indent=2).encode())
     run.update_manifest(state="complete")
     run.cleanup()
     return funnel, run.train_data(sizes) if sizes else None

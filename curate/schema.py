@@ -30,10 +30,11 @@ def input_positions(batch: pa.Table) -> np.ndarray:
     return (unit << 32) | row
 
 
-def released_heavy(table: pa.Table, dropped: pa.Array) -> dict[str, pa.Array]:
-    """The heavy columns of ``table`` with the ``dropped`` rows' values released (null)."""
+def released_heavy(table: pa.Table, dropped: pa.Array, names: tuple[str, ...] = HEAVY) -> dict[str, pa.Array]:
+    """The heavy (and feature) columns ``names`` of ``table`` with the ``dropped`` rows' values
+    released (null)."""
     return {name: pc.if_else(dropped, pa.scalar(None, table.column(name).type), table.column(name))
-            for name in HEAVY if name in table.column_names}
+            for name in names if name in table.column_names}
 
 
 #: What an image-producing stage writes (``download``, and the ``read`` stage of tar inputs): the

@@ -330,7 +330,6 @@ def test_bad_stage_resources_are_one_line(resources, message) -> None:
     assert str(error_of(base(stages=[{"stage": "laion_caption", "resources": resources}]))) == f"<dict>: {message}"
 
 
-@pytest.mark.xfail(strict=True, reason="needs PipelineSpec.fingerprint() to exclude stages[*].resources (lead's change)")
 def test_stage_resources_are_not_in_the_fingerprint() -> None:
     reference = load_spec(base(stages=[{"stage": "laion_caption"}]))[0].fingerprint()
     tuned = load_spec(base(stages=[{"stage": "laion_caption", "resources": {"cpus": 2, "actors": [1, 4]}}]))[0]

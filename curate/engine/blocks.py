@@ -50,7 +50,7 @@ def mark_drops(stage: Filter, scored: pa.Table) -> pa.Table:
         DROP_REASON: pc.if_else(drop, reason, _NULL_STR),
         DROP_DETAIL: pc.if_else(drop, detail, _NULL_STR),
     }
-    updates.update(released_heavy(scored, drop))
+    updates.update(released_heavy(scored, drop, stage.released))
     for name, values in updates.items():
         scored = scored.set_column(scored.schema.get_field_index(name), name, values)
     return scored

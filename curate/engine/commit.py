@@ -68,7 +68,7 @@ def stream_units(executor: Executor, units: list[Unit], expected: dict[int, int]
 
 
 def shard_sink(run: RunDir, spec: PipelineSpec, tag: str = "") -> ShardSink:
-    return ShardSink(str(run.tmp), spec.output.samples_per_shard, spec.output.image_format, tag)
+    return ShardSink(str(run.tmp), spec.output.samples_per_shard, spec.output.image_format, run.part_tag(tag))
 
 
 def run_pending(executor: Executor, run: RunDir, pending: list[Unit], spec: PipelineSpec, console: Console,

@@ -15,8 +15,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +30,7 @@ from curate.errors import UserError
 from curate.io.readers import Unit, read_unit
 from curate.io.writers import PartRecord, write_unit_part
 from curate.schema import DROP_STAGE, ROW, UNIT
-from curate.stages.base import GlobalFilter, Stage
+from curate.stages.base import GlobalFilter, Stage, feature_columns, released_columns
 
 # -- sources -------------------------------------------------------------------------------------
 
@@ -85,11 +84,12 @@ class ShardSink:
     samples_per_shard: int
     image_ext: str
     tag: str = ""
+    feature_columns: tuple[str, ...] = ()
 
 
 def write_shards(block: pa.Table, sink: ShardSink) -> pa.Table:
-    return pa.Table.from_pylist([write_unit_part(part, Path(sink.tmp_root), sink.samples_per_shard, sink.image_ext,
-                                                 sink.tag).to_row() for _, part in _per_unit(block)])
+    return pa.Table.from_pylist([write_unit_part(part, sink.tmp_root, sink.samples_per_shard, sink.image_ext,
+                                                 sink.tag, sink.feature_columns).to_row() for _, part in _per_unit(block)])
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,9 @@ class Executor:
         self.input_spec = input_spec
         self.stages = stages
         self.run_token = run_token
+        released = released_columns(stages)
+        for stage in stages:  # a drop releases every heavy and feature column, whichever stage wrote it
+            stage.released = released
 
     def _dataset(self, units: list[Unit], source, stages: list[Stage], only_rows: dict[int, list[int]] | None = None):
         import ray
@@ -167,6 +170,8 @@ class Executor:
         """Stream ``units`` from ``source`` (default: the input) through ``stages`` (default: all)
         into ``sink``, reporting each part."""
         source = source or InputSource(self.input_spec)
+        if isinstance(sink, ShardSink):
+            sink = replace(sink, feature_columns=feature_columns(self.stages))
         stages = self.stages if stages is None else stages
         ds = self._dataset(units, source, stages, only_rows).map_batches(
             _SINKS[type(sink)], batch_size=None, batch_format="pyarrow", fn_kwargs={"sink": sink})

@@ -44,7 +44,7 @@ def runs_in_actors(stage: Stage) -> bool:
     """True for a stage that loads something in ``setup`` (it then keeps it in an actor), unless
     it declares ``runs_as_tasks`` (cheap setup, I/O-bound work: see benchmarks/stage_operators.py)
     and its YAML ``resources`` ask for no pool."""
-    wants_tasks = getattr(stage, "runs_as_tasks", False) and stage.resources.actors is None
+    wants_tasks = stage.runs_as_tasks and stage.resources.actors is None
     return stage.has_setup and not wants_tasks
 
 

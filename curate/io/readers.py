@@ -30,7 +30,6 @@ from curate.io.read_common import READ_STAGE, BadRows, Unit
 from curate.io.read_parquet import read_parquet
 from curate.io.read_tar import read_tar
 from curate.io.read_text import read_csv, read_jsonl
-from curate.io.tar_images import TarImageCheck
 from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, IMAGE, ROW, UID, UNIT, URL, compute_uids, released_heavy
 from curate.stages.base import Stage, append_columns
 
@@ -125,6 +124,8 @@ def read_stages(spec: InputSpec, units: list[Unit]) -> list[Stage]:
     in its observe pass until global stages checkpoint instead of replaying (issue #6)."""
     stages: list[Stage] = [DuplicateUidCheck(units)] if spec.uid_column else []
     if any(unit.format == "webdataset" for unit in units):
+        from curate.io.tar_images import TarImageCheck  # the image path (cv2, PIL): only for tar inputs
+
         stages.append(TarImageCheck())
     return stages
 

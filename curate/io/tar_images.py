@@ -35,6 +35,7 @@ class TarImageCheck(Filter):
 
     kind = "tar_images"
     reads = (IMAGE,)
+    runs_as_tasks = True  # decoding only: nothing worth an actor
     writes = tuple(_COLUMN_TYPES)
 
     def __init__(self):

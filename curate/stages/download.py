@@ -25,7 +25,8 @@ larger than the output are decoded at reduced size, EXIF orientation is applied,
 truncated when its decoder runs out of data (trailing bytes after the end marker are fine).
 
 Reads ``url``. Writes ``image`` (encoded bytes), ``width``, ``height``, ``orig_width``,
-``orig_height``, ``orig_bytes``, ``download_status`` (null when fetched and decoded, else the
+``orig_height``, ``orig_bytes``, ``orig_hash`` (64-bit blake2b of the fetched bytes), ``pixel_hash``
+(of the output pixels before encoding, shape included), ``download_status`` (null when fetched and decoded, else the
 reason) and ``download_error`` (the message). Reasons: ``http_<code>``, ``timeout``,
 ``connection_reset``, ``connection_refused``, ``dns_error``, ``connect_error``, ``ssl_error``,
 ``bad_response``, ``bad_url``, ``blocked_scheme``, ``blocked_address``, ``too_many_redirects``,
@@ -131,6 +132,7 @@ class DownloadStage(Filter):
         self._fetcher: Fetcher | None = None
 
     default_resources = Resources(cpus=1.0)
+    runs_as_tasks = True  # its setup (a fetcher) is cheap; tasks measured 1.65x an actor pool
 
     def bind(self, context: RunContext) -> None:
         self.image_output = context.image_output

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +82,7 @@ def load_funnel(run_dir: str | Path) -> Funnel:
 
     run = RunDir(run_dir)
     manifest = run.manifest()
-    unit_stats = [json.loads(p.read_text()) for p in sorted(run.unit_stats.glob("*.json"))]
+    unit_stats = [run.read_unit_stats(u) for u in sorted(run.done_units())]
     funnel = build_funnel(unit_stats, manifest["stage_order"])
     funnel.units_total = manifest["units"]
     if manifest.get("state") != "complete":
