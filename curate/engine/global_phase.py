@@ -100,21 +100,13 @@ def reduce_on_cluster(parts: list[str], stage: GlobalFilter, root: str) -> int:
 
     if not parts:
         return reduce_tables([], stage, root)
-    from ray.data import DataContext
-
-    # Ray Data's hash shuffle defaults to 200 partitions and as many aggregator actors as it likes:
-    # on 2 CPUs, url_dedup over 8M rows started ~26 workers holding 8.1 GB together
-    # (benchmarks/memory.py). One aggregator per CPU and a partition per 4 aggregators suffice.
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    DataContext.get_current().max_hash_shuffle_aggregators = cpus
     fs, _ = storage.filesystem_of(parts[0])
     ds = ray.data.read_parquet([storage.filesystem_of(p)[1] for p in parts], filesystem=fs)
-    reduced = ds.groupby(PART, num_partitions=4 * cpus).map_groups(_reduce_partition, fn_kwargs={"stage": stage},
-                                                                   batch_format="pyarrow")
+    reduced = ds.groupby(PART).map_groups(_reduce_partition, fn_kwargs={"stage": stage}, batch_format="pyarrow")
     if isinstance(stage, BroadcastFilter):
         return _finish_state(stage, root, reduced.iter_batches(batch_size=None, batch_format="pyarrow"))
-    written = reduced.groupby(UNIT, num_partitions=4 * cpus).map_groups(
-        _write_unit_verdicts, fn_kwargs={"root": storage.join(root, "verdicts")}, batch_format="pyarrow")
+    written = reduced.groupby(UNIT).map_groups(_write_unit_verdicts, fn_kwargs={"root": storage.join(root, "verdicts")},
+                                               batch_format="pyarrow")
     return sum(int(pc.sum(batch.column("rows")).as_py() or 0)
                for batch in written.iter_batches(batch_size=None, batch_format="pyarrow"))
 
