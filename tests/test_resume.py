@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -18,9 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.cli_runs import CURATE, curate_run
+
 pytestmark = pytest.mark.slow
 
-CURATE = [sys.executable, "-m", "curate.cli"]
 
 
 def _spec(corpus: Path) -> dict:
@@ -37,11 +37,6 @@ def _spec(corpus: Path) -> dict:
         "resources": {"cpus": 2},
     }
 
-
-def _run(spec_path: Path, out: Path, **popen) -> subprocess.Popen:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([*CURATE, "run", str(spec_path), "--output", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def _shard_contents(run: Path) -> dict[str, dict[str, bytes]]:
@@ -68,7 +63,7 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, synth_corpus):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
 
     # Start, wait until the first unit is committed, then SIGKILL the driver (and its Ray).
-    proc = _run(spec_path, killed, start_new_session=True)
+    proc = curate_run(spec_path, killed, start_new_session=True)
     markers = killed / "stats" / "units"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -84,12 +79,12 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, synth_corpus):
     partial = json.loads(stats.stdout)  # it said "complete" (issue 5 §7)
     assert (partial["state"], partial["units"], partial["units_total"]) == ("interrupted", interrupted_at, 30)
 
-    resumed = _run(spec_path, killed)
+    resumed = curate_run(spec_path, killed)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert "resuming" in output
 
-    fresh = _run(spec_path, clean)
+    fresh = curate_run(spec_path, clean)
     output, _ = fresh.communicate(timeout=300)
     assert fresh.returncode == 0, output
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 import yaml
 
 from curate.pipeline import run_pipeline
+from tests.cli_runs import curate_run
 
 pytestmark = pytest.mark.slow
 
@@ -86,12 +85,12 @@ def test_kill_in_segment_two_redoes_no_download(tmp_path, http_server) -> None:
     spec_path.write_text(yaml.safe_dump(_spec(tmp_path, http_server)))
     http_server.reset()
     clean = tmp_path / "clean"
-    assert _curate(spec_path, clean).wait(timeout=300) == 0
+    assert curate_run(spec_path, clean).wait(timeout=300) == 0
     clean_hits = _hits(http_server)
 
     http_server.reset()
     killed = tmp_path / "killed"
-    proc = _curate(spec_path, killed, start_new_session=True)
+    proc = curate_run(spec_path, killed, start_new_session=True)
     checkpointed = killed / "checkpoints" / "01" / "_units"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -105,7 +104,7 @@ def test_kill_in_segment_two_redoes_no_download(tmp_path, http_server) -> None:
     hits_at_kill = _hits(http_server)
     assert hits_at_kill == clean_hits  # segment 1 was complete: every URL fetched as in a clean run
 
-    rerun = _curate(spec_path, killed)
+    rerun = curate_run(spec_path, killed)
     output = rerun.communicate(timeout=300)[0]
     assert rerun.returncode == 0, output
     assert _hits(http_server) == hits_at_kill, "a URL of segment 1 was fetched again"
@@ -114,8 +113,3 @@ def test_kill_in_segment_two_redoes_no_download(tmp_path, http_server) -> None:
     assert json.loads((killed / "stats" / "stats.json").read_text()) == json.loads((clean / "stats" / "stats.json").read_text())
     assert not (killed / "checkpoints").exists()
 
-
-def _curate(spec_path: Path, out: Path, **popen) -> subprocess.Popen:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "curate.cli", "run", str(spec_path), "--output", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)

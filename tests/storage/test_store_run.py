@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -24,10 +23,10 @@ import pytest
 import yaml
 
 from curate import storage
+from tests.cli_runs import CURATE, curate_run
 
 pytestmark = pytest.mark.slow
 
-CURATE = [sys.executable, "-m", "curate.cli"]
 
 
 def _spec(input_path: str, corpus: Path) -> dict:
@@ -44,11 +43,6 @@ def _spec(input_path: str, corpus: Path) -> dict:
         "resources": {"cpus": 2},
     }
 
-
-def _run(spec_path: Path, out: str, **popen) -> subprocess.Popen:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([*CURATE, "run", str(spec_path), "--output", out], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def _committed(run: str, folder: str) -> list[str]:
@@ -79,7 +73,7 @@ def test_run_on_a_store_killed_and_resumed_equals_a_clean_local_run_dir(tmp_path
     spec.write_text(yaml.safe_dump(_spec(f"{bucket}/in/samples.parquet", synth_corpus)))
     run, clean = f"{bucket}/run", tmp_path / "clean"
 
-    proc = _run(spec, run, start_new_session=True)
+    proc = curate_run(spec, run, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and not storage.list_files(f"{run}/stats/units"):
         time.sleep(0.05)
@@ -93,11 +87,11 @@ def test_run_on_a_store_killed_and_resumed_equals_a_clean_local_run_dir(tmp_path
     partial = json.loads(stats.stdout)
     assert (partial["state"], partial["units"], partial["units_total"]) == ("interrupted", interrupted_at, 30)
 
-    resumed = _run(spec, run)
+    resumed = curate_run(spec, run)
     output, _ = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, output
     assert f"resuming {run}: " in output
-    fresh = _run(spec, str(clean))
+    fresh = curate_run(spec, str(clean))
     clean_output, _ = fresh.communicate(timeout=400)
     assert fresh.returncode == 0, clean_output
 
