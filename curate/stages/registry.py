@@ -35,6 +35,18 @@ BUILTIN: dict[str, str] = {
     "datacomp_image": "curate.stages.image:DataCompImageFilter",
     "laion_image": "curate.stages.image:LaionImageFilter",
     "image_exact_dedup": "curate.stages.image_dedup:ImageExactDedupFilter",
+    "align_caption": "curate.stages.align:AlignCaptionFilter",
+    "align_frequency": "curate.stages.align:AlignFrequencyFilter",
+    "rare_words": "curate.stages.rare_words:RareWordsFilter",
+    "cc3m_caption": "curate.stages.cc3m:Cc3mCaptionFilter",
+    "cc12m_caption": "curate.stages.cc12m:Cc12mCaptionFilter",
+    "cc3m_image": "curate.stages.image:Cc3mImageFilter",
+    "cc12m_image": "curate.stages.image:Cc12mImageFilter",
+    "caption_blocklist": "curate.stages.blocklist:CaptionBlocklistFilter",
+    "language_id": "curate.stages.language:LanguageIdFilter",
+    "metaclip_match": "curate.stages.metaclip:MetaClipMatchStage",
+    "metaclip_balance": "curate.stages.metaclip_balance:MetaClipBalanceFilter",
+    "concept_balance": "curate.stages.concept_balance:ConceptBalanceFilter",
 }
 
 _REGISTERED: dict[str, type[Stage]] = {}
