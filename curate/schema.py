@@ -40,7 +40,7 @@ def released_heavy(table: pa.Table, dropped: pa.Array, names: tuple[str, ...] = 
 #: What an image-producing stage writes (``download``, and the ``read`` stage of tar inputs): the
 #: encoded output image, its size, the original's size (as displayed) and bytes, and two 64-bit
 #: hashes (signed int64, see curate.imaging.transform): of the original's bytes, and of the output
-#: pixels before encoding (``image_exact_dedup`` compares either).
+#: pixels before encoding (``image_exact_dedup`` compares either), and the original's format.
 IMAGE_COLUMN_TYPES = {
     IMAGE: pa.binary(),
     "width": pa.int32(),
@@ -50,6 +50,7 @@ IMAGE_COLUMN_TYPES = {
     "orig_bytes": pa.int64(),
     "orig_hash": pa.int64(),
     "pixel_hash": pa.int64(),
+    "orig_format": pa.string(),  # the original file's real format ("jpeg", "png", ...): cc3m_image keeps JPEG only
 }
 
 _SCHEME_AND_HOST = r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(?P<tail>.*)$"

@@ -59,6 +59,7 @@ class Decoded:
     pixels: np.ndarray  # uint8, (h, w) gray or (h, w, 3) RGB
     stored_size: tuple[int, int]  # (width, height) of the full-size image as stored
     orientation: int  # EXIF orientation 1..8 (1 when absent or invalid)
+    format: str  # the file's real format, lower-case PIL name ("jpeg", "png", "webp", ...)
 
 
 def decode(body: bytes, reduce_to: Callable[[tuple[int, int]], tuple[int, int] | None] | None,
@@ -82,7 +83,13 @@ def decode(body: bytes, reduce_to: Callable[[tuple[int, int]], tuple[int, int] |
         pixels = to_uint8(image)
     except ValueError as err:  # a mode PIL cannot convert
         raise ImageRejected("undecodable", _message(err)) from None
-    return Decoded(pixels, stored_size, orientation)
+    return Decoded(pixels, stored_size, orientation, _format_name(image.format))
+
+
+def _format_name(pil_format: str | None) -> str:
+    """PIL's format name, lower-case; MPO (a multi-picture JPEG from cameras) is a JPEG file."""
+    name = (pil_format or "unknown").lower()
+    return "jpeg" if name == "mpo" else name
 
 
 def decoded_bytes(image: Image.Image, stored_size: tuple[int, int]) -> int:

@@ -60,6 +60,7 @@ class ImageResult:
     reason: str | None = None
     error: str | None = None
     pixel_hash: int | None = None
+    orig_format: str | None = None
 
     def fill(self, columns: dict[str, list], index: int, body: bytes) -> None:
         """Write row ``index`` of the image columns (``curate.schema.IMAGE_COLUMN_TYPES``): the
@@ -71,6 +72,7 @@ class ImageResult:
             columns["width"][index], columns["height"][index] = self.width, self.height
             columns["orig_width"][index], columns["orig_height"][index] = self.orig_width, self.orig_height
             columns["pixel_hash"][index] = self.pixel_hash
+            columns["orig_format"][index] = self.orig_format
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Pixels:
 
     array: np.ndarray  # uint8 (h, w) gray or (h, w, 3) RGB
     orig_size: tuple[int, int]
+    orig_format: str
 
 
 class ImageTransformer:
@@ -111,7 +114,7 @@ class ImageTransformer:
             return ImageResult(None, None, None, None, None, rejected.reason, str(rejected))
         height, width = pixels.array.shape[:2]
         return ImageResult(self._encode(pixels.array), width, height, *pixels.orig_size,
-                           pixel_hash=pixels_hash(pixels.array))
+                           pixel_hash=pixels_hash(pixels.array), orig_format=pixels.orig_format)
 
     def pixels(self, body: bytes) -> Pixels:
         """The output pixels before encoding; raises :class:`ImageRejected`."""
@@ -125,7 +128,7 @@ class ImageTransformer:
         if target is not None:
             array = resize(array, target, step.downscale)
         array = finish(orient(array, decoded.orientation), out.image_size, step)
-        return Pixels(np.ascontiguousarray(array), display)
+        return Pixels(np.ascontiguousarray(array), display, decoded.format)
 
     def _reduce_to(self, stored_size: tuple[int, int]) -> tuple[int, int] | None:
         """The smallest decode size (stored orientation) that still serves the output; None:

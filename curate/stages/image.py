@@ -4,6 +4,9 @@ columns the download stage writes (``orig_width``, ``orig_height``, ``orig_bytes
 * DataComp basic filtering (Gadre et al. 2023, App. "Basic filtering"): the shorter side of
   the original is at least 200 px and the aspect ratio is at most 3.
 * LAION-5B (Schuhmann et al. 2022, §3.2): drop images under 5 KB (5,000 bytes here).
+* Conceptual Captions (Sharma et al. 2018, §3 "Image-based filtering"): JPEG only, both sides
+  over 400 px, the larger side at most twice the smaller.
+* Conceptual 12M (Changpinyo et al. 2021, §2): the same with the aspect ratio relaxed to 2.5.
 
 Undecodable images and decompression bombs never reach this stage: the download stage has
 to reject them before decoding (see :mod:`curate.stages.download`).
@@ -23,15 +26,18 @@ class ImageChecksParams(StageParams):
     min_side: int = Field(0, ge=0, description="shorter side of the original, in pixels")
     max_aspect_ratio: float | None = Field(None, gt=0, description="longer side / shorter side")
     min_bytes: int = Field(0, ge=0, description="size of the downloaded file")
+    formats: list[str] | None = Field(None, description="original formats kept (lower-case PIL names: jpeg, png, "
+                                                        "webp, gif, ...); null keeps every format")
 
 
 @register
 class ImageChecksFilter(Filter):
-    """Reasons: ``image_too_small``, ``aspect_ratio_too_large``, ``image_bytes_too_small``."""
+    """Reasons: ``image_too_small``, ``aspect_ratio_too_large``, ``image_bytes_too_small``,
+    ``image_format_not_kept`` (detail ``format=png``)."""
 
     kind = "image_checks"
     Params = ImageChecksParams
-    reads = ("orig_width", "orig_height", "orig_bytes")
+    reads = ("orig_width", "orig_height", "orig_bytes", "orig_format")
     writes = ("aspect_ratio",)
 
     def process(self, batch: pa.Table) -> pa.Table:
@@ -44,11 +50,16 @@ class ImageChecksFilter(Filter):
         p = self.params
         short_side = pc.min_element_wise(scored.column("orig_width"), scored.column("orig_height"))
         aspect, size = scored.column("aspect_ratio"), scored.column("orig_bytes")
-        return first_failure([
+        rules = [
             Rule(pc.less(short_side, p.min_side), "image_too_small", "short_side", short_side),
             Rule(pc.greater(aspect, p.max_aspect_ratio or float("inf")), "aspect_ratio_too_large", "aspect_ratio", aspect),
             Rule(pc.less(size, p.min_bytes), "image_bytes_too_small", "bytes", size),
-        ])
+        ]
+        if p.formats is not None:
+            fmt = pc.fill_null(scored.column("orig_format"), "unknown")
+            kept = pa.array([f.lower() for f in p.formats], pa.string())
+            rules.append(Rule(pc.invert(pc.is_in(fmt, value_set=kept)), "image_format_not_kept", "format", fmt))
+        return first_failure(rules)
 
 
 class DataCompImageParams(ImageChecksParams):
@@ -74,3 +85,31 @@ class LaionImageFilter(ImageChecksFilter):
 
     kind = "laion_image"
     Params = LaionImageParams
+
+
+class Cc3mImageParams(ImageChecksParams):
+    min_side: int = Field(401, ge=0, description="CC3M: both sides over 400 px")
+    max_aspect_ratio: float | None = Field(2.0, gt=0, description="CC3M: larger side at most 2x the smaller")
+    formats: list[str] | None = Field(["jpeg"], description="CC3M: JPEG only")
+
+
+@register
+class Cc3mImageFilter(ImageChecksFilter):
+    """Conceptual Captions' image rules (Sharma et al. 2018, §3): JPEG, both sides > 400 px,
+    aspect ratio <= 2."""
+
+    kind = "cc3m_image"
+    Params = Cc3mImageParams
+
+
+class Cc12mImageParams(Cc3mImageParams):
+    max_aspect_ratio: float | None = Field(2.5, gt=0, description="CC12M: aspect ratio relaxed to <= 2.5")
+
+
+@register
+class Cc12mImageFilter(ImageChecksFilter):
+    """Conceptual 12M's image rules (Changpinyo et al. 2021, §2): CC3M's with the aspect ratio
+    relaxed from 2 to 2.5."""
+
+    kind = "cc12m_image"
+    Params = Cc12mImageParams

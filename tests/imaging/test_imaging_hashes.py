@@ -73,3 +73,12 @@ def test_a_rejected_body_has_orig_hash_and_no_pixel_hash() -> None:
     row = filled(b"<html>not an image</html>")
     assert row["orig_hash"] == bytes_hash(b"<html>not an image</html>") and row["orig_bytes"] == 25
     assert row["pixel_hash"] is None and row["image"] is None
+
+
+def test_orig_format_is_the_files_real_format_not_its_name() -> None:
+    """cc3m_image keeps JPEG only (Sharma et al. 2018 §3): the format is read from the bytes."""
+    image = Image.fromarray(noise(40, 30))
+    assert filled(encode(image, "JPEG"))["orig_format"] == "jpeg"
+    assert filled(encode(image, "PNG"))["orig_format"] == "png"
+    assert filled(encode(image, "WEBP"))["orig_format"] == "webp"
+    assert filled(b"<html>not an image</html>")["orig_format"] is None

@@ -7,6 +7,10 @@ import pyarrow as pa
 import pytest
 
 from curate.stages.image import (
+    Cc3mImageFilter,
+    Cc3mImageParams,
+    Cc12mImageFilter,
+    Cc12mImageParams,
     DataCompImageFilter,
     DataCompImageParams,
     ImageChecksFilter,
@@ -16,13 +20,15 @@ from curate.stages.image import (
 )
 
 
-def run(stage, sizes: list[tuple[int, int, int]]) -> tuple[pa.Table, list[tuple[bool, str | None, str | None]]]:
-    """``sizes``: (orig_width, orig_height, orig_bytes) per row."""
+def run(stage, sizes: list[tuple[int, int, int]], formats: list[str | None] | None = None,
+        ) -> tuple[pa.Table, list[tuple[bool, str | None, str | None]]]:
+    """``sizes``: (orig_width, orig_height, orig_bytes) per row; ``formats``: orig_format (jpeg by default)."""
     widths, heights, nbytes = zip(*sizes, strict=True)
     batch = pa.table({
         "orig_width": pa.array(widths, pa.int32()),
         "orig_height": pa.array(heights, pa.int32()),
         "orig_bytes": pa.array(nbytes, pa.int64()),
+        "orig_format": pa.array(formats or ["jpeg"] * len(sizes), pa.string()),
     })
     scored = stage.process(batch)
     decision = stage.decide(scored)
@@ -105,6 +111,36 @@ def test_no_limits_keep_everything() -> None:
     stage = ImageChecksFilter(ImageChecksParams())
     _, verdicts = run(stage, [(1, 1000, 0), (5, 5, 1)])
     assert verdicts == [(True, None, None), (True, None, None)]
+
+
+def test_cc3m_image_rules() -> None:
+    """Sharma et al. 2018 §3: JPEG only, both sides > 400 px, aspect <= 2."""
+    p = Cc3mImageParams()
+    assert (p.min_side, p.max_aspect_ratio, p.formats) == (401, 2.0, ["jpeg"])
+    _, verdicts = run(Cc3mImageFilter(p), [(400, 600, 1), (401, 802, 1), (401, 803, 1), (500, 500, 1), (500, 500, 1),
+                                           (500, 500, 1)], ["jpeg", "jpeg", "jpeg", "png", None, "jpeg"])
+    assert verdicts == [
+        (False, "image_too_small", "short_side=400"),
+        (True, None, None),  # exactly 2.0
+        (False, "aspect_ratio_too_large", "aspect_ratio=2.002493765586035"),
+        (False, "image_format_not_kept", "format=png"),
+        (False, "image_format_not_kept", "format=unknown"),
+        (True, None, None),
+    ]
+
+
+def test_cc12m_image_relaxes_the_aspect_ratio() -> None:
+    """Changpinyo et al. 2021 §2: CC3M's image rules with the aspect ratio relaxed to 2.5."""
+    _, verdicts = run(Cc12mImageFilter(Cc12mImageParams()), [(401, 1002, 1), (401, 1003, 1), (401, 802, 1)],
+                      ["jpeg", "jpeg", "webp"])
+    assert verdicts == [(True, None, None), (False, "aspect_ratio_too_large", "aspect_ratio=2.5012468827930174"),
+                        (False, "image_format_not_kept", "format=webp")]
+
+
+def test_format_names_are_case_insensitive_in_params() -> None:
+    _, verdicts = run(ImageChecksFilter(ImageChecksParams(formats=["JPEG", "PNG"])), [(9, 9, 1), (9, 9, 1), (9, 9, 1)],
+                      ["jpeg", "png", "gif"])
+    assert verdicts == [(True, None, None), (True, None, None), (False, "image_format_not_kept", "format=gif")]
 
 
 @pytest.mark.parametrize("bad", [{"min_side": -1}, {"max_aspect_ratio": 0}, {"min_bytes": -5}, {"extra": True}])
