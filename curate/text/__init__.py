@@ -1,0 +1,1 @@
+"""Text resources for caption stages: WordNet, closed-class word lists, tokens."""
