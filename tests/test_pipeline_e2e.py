@@ -219,8 +219,9 @@ def test_synth_corpus_labels(synth_corpus: Path, ray_session, tmp_path: Path) ->
     assert len(rows) + len(kept) == len(labels) == result.funnel.rows == 300
     assert sorted(r["row"] for r in rows) == sorted(set(r["row"] for r in rows))  # one ledger row per input row
     # labels travel with the kept samples
-    assert all(k["noise"] in {"clean", "mismatched_caption", "boilerplate_caption", "short_caption", "non_english_caption",
-                              "near_duplicate"} for k in kept), Counter(k["noise"] for k in kept)
+    assert all(k["noise"] in {"clean", "mismatched_caption", "boilerplate_caption", "boilerplate_suffix", "blocklisted_caption",
+                              "short_caption", "non_english_caption", "near_duplicate"} for k in kept), \
+        Counter(k["noise"] for k in kept)
     predicted = {  # label -> which ledger rows a stage should produce for it
         "missing_image": lambda r: (r["stage"], r["reason"]) == ("download", "http_404"),
         "exact_duplicate": lambda r: (r["stage"], r["reason"]) == ("url_dedup", "duplicate_url"),

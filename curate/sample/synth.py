@@ -5,11 +5,17 @@ caption truly describes them. Noisy rows are injected in the fixed proportions o
 ``NOISE_FRACTIONS``; the kinds mirror what real filters remove: LAION-5B (Schuhmann et al. 2022,
 §3: alt-text length, image size, duplicates, CLIP mismatch, language), DataComp basic filtering
 (Gadre et al. 2023: English only, > 2 words and > 5 chars, shorter side >= 200 px, aspect <= 3)
-and CC3M (Sharma et al. 2018: boilerplate alt-text, broken or missing images).
+CC3M (Sharma et al. 2018: boilerplate alt-text, cropped or dropped; broken or missing images)
+and C4-style word blocklists (LDNOOBW, as C4 filtered its pages; Raffel et al. 2020, §2.2).
+
+Every caption's language is labelled (``caption_lang``: ``en``, ``de``, ``fr``, ``es``, ``it``,
+``pt``; null for boilerplate and one-word fillers, which have none), so language ID is scored on
+it. Blocklisted captions carry one word of ``BLOCKLIST_WORDS``, each an entry of LDNOOBW's
+English list; the corpus directory gets that list as ``blocklists/en`` for ``caption_blocklist``.
 
 ``write_synth_corpus(out_dir, n, seed)`` writes ``out_dir/images/*.jpg`` and
 ``out_dir/samples.parquet`` with columns ``url`` (relative to ``out_dir``), ``caption``,
-``noise`` (label), ``true_caption``, ``dup_of`` and ``sample_id``. Output is byte-identical for
+``noise`` (label), ``true_caption``, ``dup_of``, ``sample_id`` and ``caption_lang``. Output is byte-identical for
 the same ``(n, seed)``.
 """
 
@@ -28,12 +34,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 """Bumped whenever the output for a given ``(n, seed)`` changes; invalidates reused corpora."""
 
 NOISE_FRACTIONS: dict[str, float] = {
     "mismatched_caption": 0.06,
     "boilerplate_caption": 0.04,
+    "boilerplate_suffix": 0.02,
+    "blocklisted_caption": 0.02,
     "short_caption": 0.03,
     "non_english_caption": 0.04,
     "tiny_image": 0.03,
@@ -43,7 +51,9 @@ NOISE_FRACTIONS: dict[str, float] = {
     "broken_image": 0.03,
     "missing_image": 0.03,
 }
-"""Fraction of rows per noise kind (35% in all); the rest is ``clean``. See ``noise_counts``."""
+"""Fraction of rows per noise kind (39% in all); the rest is ``clean``. See ``noise_counts``.
+``boilerplate_suffix`` rows are a true caption followed by boilerplate ("... - stock photo"): CC3M
+crops it (the cropped text equals ``true_caption``) rather than dropping the row."""
 
 NOISE_KINDS: tuple[str, ...] = ("clean", *NOISE_FRACTIONS)
 
@@ -99,6 +109,11 @@ _BOILERPLATE = (
     "placeholder", "thumbnail", "default image", "stock photo", "Photo {k} of {m}", "Image {k}", "screenshot",
     "untitled design", "alt text", "banner", "logo", "product image", "spacer.gif", "image{d4}.png",
 )
+#: Boilerplate a caption may end with (CC3M crops it): the first word of each is on its own in _BOILERPLATE.
+_BOILERPLATE_SUFFIXES = (" - stock photo", " | click to enlarge", " - stock image", " (view larger image)",
+                         " - royalty free stock photo", " | embedded image permalink")
+#: Words of LDNOOBW's English list (github.com/LDNOOBW, the list C4 used) that alt-text really carries.
+BLOCKLIST_WORDS = ("nsfw", "nude", "xxx", "topless", "erotic")
 _SHORT_FILLERS = ("nice", "wow", "cute", "lol", ":)", "art", "ok", "yes")
 
 # Non-English captions: shape -> (gender, singular, plural); colour -> (m sg, f sg, m pl, f pl).
@@ -205,6 +220,7 @@ _LANGS = ("de", "fr", "es", "it", "pt")
 _JPEG_QUALITY = 90
 _BANK_SIDE = 1288  # covers the largest canvas (extreme aspect: 256 x 1280)
 _STATE_FILE = "synth.json"
+BLOCKLIST_DIR = "blocklists"
 _PARQUET = "samples.parquet"
 
 
@@ -255,6 +271,8 @@ def write_synth_corpus(out_dir: str | Path, n: int, seed: int = 0) -> Path:
 
     table, written = _build(images, n, seed)
     _sweep_stale(images, written)
+    (out / BLOCKLIST_DIR).mkdir(exist_ok=True)
+    (out / BLOCKLIST_DIR / "en").write_text("\n".join(BLOCKLIST_WORDS) + "\n")
     tmp = parquet_path.with_name(parquet_path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd", compression_level=3, use_dictionary=["noise"])
     os.replace(tmp, parquet_path)
@@ -308,7 +326,8 @@ def _english(scene: _Scene, rng: np.random.Generator) -> str:
     return _capitalise(template.format(g=" and ".join(parts), bg=TEXTURES[scene.texture]))
 
 
-def _foreign(scene: _Scene, rng: np.random.Generator) -> str:
+def _foreign(scene: _Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """A caption of ``scene`` in another language, and that language's ISO 639-1 code."""
     lang = _LANGS[int(rng.integers(len(_LANGS)))]
     parts = []
     if lang == "de":
@@ -322,7 +341,7 @@ def _foreign(scene: _Scene, rng: np.random.Generator) -> str:
                 word = {2: "zwei", 3: "drei", 4: "vier"}[g.count]
                 parts.append(f"{word} {stem}e {plural} {_DE_POSITIONS[g.position]}")
         template = _DE_TEMPLATES[int(rng.integers(len(_DE_TEMPLATES)))]
-        return _capitalise(template.format(g=" und ".join(parts), bg=_DE_TEXTURES[scene.texture]))
+        return _capitalise(template.format(g=" und ".join(parts), bg=_DE_TEXTURES[scene.texture])), lang
     vocab = _ROMANCE[lang]
     for g in scene.groups:
         gender, singular, plural = vocab["shapes"][g.shape]
@@ -332,13 +351,25 @@ def _foreign(scene: _Scene, rng: np.random.Generator) -> str:
         colour = vocab["colours"][g.colour][(2 if g.count > 1 else 0) + f]
         parts.append(f"{number} {noun} {colour} {vocab['positions'][g.position]}")
     template = vocab["templates"][int(rng.integers(len(vocab["templates"])))]
-    return _capitalise(template.format(g=f" {vocab['and']} ".join(parts), bg=vocab["textures"][scene.texture]))
+    return _capitalise(template.format(g=f" {vocab['and']} ".join(parts), bg=vocab["textures"][scene.texture])), lang
 
 
 def _boilerplate(rng: np.random.Generator) -> str:
     text = _BOILERPLATE[int(rng.integers(len(_BOILERPLATE)))]
     k = int(rng.integers(1, 13))
     return text.format(k=k, m=k + int(rng.integers(0, 12)), d4=f"{int(rng.integers(0, 10000)):04d}")
+
+
+def _with_boilerplate(caption: str, rng: np.random.Generator) -> str:
+    return caption + _BOILERPLATE_SUFFIXES[int(rng.integers(len(_BOILERPLATE_SUFFIXES)))]
+
+
+def _blocklisted(caption: str, rng: np.random.Generator) -> str:
+    """``caption`` with one blocklisted word, as a tag after it or a label before it."""
+    word = BLOCKLIST_WORDS[int(rng.integers(len(BLOCKLIST_WORDS)))]
+    if rng.random() < 0.5:
+        return f"{caption} ({word})"
+    return f"{word.upper() if rng.random() < 0.5 else word.capitalize()}: {caption[:1].lower()}{caption[1:]}"
 
 
 def _short(scene: _Scene, rng: np.random.Generator) -> str:
@@ -529,6 +560,7 @@ def _build(images: Path, n: int, seed: int) -> tuple[pa.Table, set[str]]:
     captions: list[str] = [""] * n
     true_captions: list[str | None] = [None] * n
     dup_of: list[str | None] = [None] * n
+    langs: list[str | None] = ["en"] * n
     clean_rows: list[int] = []
     written: set[str] = set()
 
@@ -562,11 +594,15 @@ def _build(images: Path, n: int, seed: int) -> tuple[pa.Table, set[str]]:
         elif label == "mismatched_caption":
             captions[i] = _other_caption(i, keys, english, rng)
         elif label == "boilerplate_caption":
-            captions[i] = _boilerplate(rng)
+            captions[i], langs[i] = _boilerplate(rng), None
+        elif label == "boilerplate_suffix":
+            captions[i] = _with_boilerplate(english[i], rng)
+        elif label == "blocklisted_caption":
+            captions[i] = _blocklisted(english[i], rng)
         elif label == "short_caption":
-            captions[i] = _short(scene, rng)
+            captions[i], langs[i] = _short(scene, rng), None
         elif label == "non_english_caption":
-            captions[i] = _foreign(scene, rng)
+            captions[i], langs[i] = _foreign(scene, rng)
 
     table = pa.table(
         {
@@ -576,6 +612,7 @@ def _build(images: Path, n: int, seed: int) -> tuple[pa.Table, set[str]]:
             "true_caption": pa.array(true_captions, pa.string()),
             "dup_of": pa.array(dup_of, pa.string()),
             "sample_id": pa.array(np.arange(n, dtype=np.int64)),
+            "caption_lang": pa.array(langs, pa.string()),
         }
     )
     return table, written

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from curate.sample.synth import (
+    BLOCKLIST_WORDS,
     COLOURS,
     NOISE_FRACTIONS,
     NOISE_KINDS,
@@ -45,13 +46,13 @@ def decode(path: Path) -> Image.Image:
 def test_noise_kinds_and_fractions() -> None:
     assert NOISE_KINDS[0] == "clean"
     assert set(NOISE_KINDS[1:]) == set(NOISE_FRACTIONS)
-    assert sum(NOISE_FRACTIONS.values()) == pytest.approx(0.35)
+    assert sum(NOISE_FRACTIONS.values()) == pytest.approx(0.39)
 
 
 def test_schema_and_row_count(corpus) -> None:
     out, rows = corpus
     schema = pq.read_schema(out / "samples.parquet")
-    assert schema.names == ["url", "caption", "noise", "true_caption", "dup_of", "sample_id"]
+    assert schema.names == ["url", "caption", "noise", "true_caption", "dup_of", "sample_id", "caption_lang"]
     assert str(schema.field("sample_id").type) == "int64"
     assert len(rows) == N
     assert [r["sample_id"] for r in rows] == list(range(N))
@@ -65,7 +66,8 @@ def test_label_counts_are_round_n_times_fraction(corpus) -> None:
     for kind, frac in NOISE_FRACTIONS.items():
         assert counts[kind] == round(N * frac)
     assert counts == {
-        "clean": 195, "mismatched_caption": 18, "boilerplate_caption": 12, "short_caption": 9,
+        "clean": 183, "mismatched_caption": 18, "boilerplate_caption": 12, "boilerplate_suffix": 6,
+        "blocklisted_caption": 6, "short_caption": 9,
         "non_english_caption": 12, "tiny_image": 9, "extreme_aspect": 9, "exact_duplicate": 9,
         "near_duplicate": 9, "broken_image": 9, "missing_image": 9,
     }
@@ -211,3 +213,39 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         write_synth_corpus(tmp_path, 0)
     with pytest.raises(ValueError):
         write_synth_corpus(tmp_path, 10, seed=-1)
+
+
+def test_boilerplate_suffix_is_a_true_caption_plus_boilerplate(corpus) -> None:
+    """CC3M crops such boilerplate (Sharma et al. 2018 §3): the crop must give back the true caption."""
+    _, rows = corpus
+    suffixed = rows_of(rows, "boilerplate_suffix")
+    assert suffixed
+    for r in suffixed:
+        assert r["caption"].startswith(r["true_caption"]) and r["caption"] != r["true_caption"]
+        assert re.fullmatch(r" [-|(] .*|\s?\(.*\)", r["caption"][len(r["true_caption"]):]), r["caption"]
+
+
+def test_blocklisted_captions_carry_one_listed_word(corpus) -> None:
+    out, rows = corpus
+    listed = (out / "blocklists" / "en").read_text().split()
+    assert listed == list(BLOCKLIST_WORDS)
+    word = re.compile(r"\b(" + "|".join(BLOCKLIST_WORDS) + r")\b", re.IGNORECASE)
+    blocked = rows_of(rows, "blocklisted_caption")
+    assert blocked
+    for r in blocked:
+        assert len(word.findall(r["caption"])) == 1, r["caption"]
+        assert r["true_caption"].lower() in r["caption"].lower()
+    for r in rows:
+        if r["noise"] != "blocklisted_caption":
+            assert not word.search(r["caption"]), r
+
+
+def test_caption_languages_are_labelled(corpus) -> None:
+    _, rows = corpus
+    langs = {r["noise"]: set() for r in rows}
+    for r in rows:
+        langs[r["noise"]].add(r["caption_lang"])
+    assert langs["non_english_caption"] <= {"de", "fr", "es", "it", "pt"} and len(langs["non_english_caption"]) >= 3
+    assert langs["boilerplate_caption"] == langs["short_caption"] == {None}
+    for kind in set(langs) - {"non_english_caption", "boilerplate_caption", "short_caption"}:
+        assert langs[kind] == {"en"}, kind
