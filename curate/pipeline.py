@@ -90,7 +90,7 @@ def run_pipeline(
                                       console)
             if retry_failed:
                 units_run += retry_transient_failures(executor, run, units, stages, spec, console)
-        funnel, train_data = _finalize(run, units, stage_order)
+        funnel, train_data = _finalize(run, units, stage_order, stages)
         if not keep_checkpoints:
             delete_checkpoints(str(run.root))
     render_funnel(funnel, console, title=spec.name)
@@ -177,14 +177,21 @@ def _observe(executor: Executor, run: RunDir, units: list[Unit], source: InputSo
     observe_all(str(run.root), stage, console, observe)
 
 
-def _finalize(run: RunDir, units: list[Unit], stage_order: list[str]) -> tuple[Funnel, str | None]:
-    """Merged counters, ``uids.npy``, ``shards/sizes.json``; the open_clip ``--train-data``."""
+def _finalize(run: RunDir, units: list[Unit], stage_order: list[str], stages: list[Stage]) -> tuple[Funnel, str | None]:
+    """Merged counters, ``uids.npy``, ``shards/sizes.json``, the stages' data cards; the open_clip
+    ``--train-data``."""
     unit_stats = [run.read_unit_stats(u.index) for u in units]
     funnel = build_funnel(unit_stats, stage_order)
     sizes = run.write_uids_and_sizes()
     if sum(sizes.values()) != funnel.kept:
         raise RuntimeError(f"shards hold {sum(sizes.values())} samples but the counters say {funnel.kept}")
     storage.write_bytes(str(run.stats / "stats.json"), json.dumps(funnel.to_json(), indent=2).encode())
+    shard_parquets = [str(run.root / name) for name in run.committed_files()
+                      if name.startswith("shards/") and name.endswith(".parquet")]
+    for stage in stages:
+        card = stage.data_card(str(run.root), shard_parquets)
+        if card is not None:
+            storage.write_bytes(str(run.stats / card[0]), json.dumps(card[1], indent=2).encode())
     run.update_manifest(state="complete")
     run.cleanup()
     return funnel, run.train_data(sizes) if sizes else None

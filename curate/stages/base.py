@@ -190,6 +190,11 @@ class Stage(ABC):
     def teardown(self) -> None:  # noqa: B027  (an optional hook)
         """Release what ``setup`` took; called when the worker is done with the stage."""
 
+    def data_card(self, run_root: str, shard_parquets: list[str]) -> tuple[str, dict] | None:
+        """A data card for the run's ``stats/`` (file name, JSON), made on the driver when the run
+        completes (``shard_parquets``: the kept samples' metadata); None: the stage has none."""
+        return None
+
     @abstractmethod
     def process(self, batch: pa.Table) -> pa.Table:
         """Return ``batch`` with this stage's columns added (same rows, same order)."""
