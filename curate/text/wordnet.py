@@ -134,23 +134,22 @@ def _lemma(word: str) -> str:
     return word.replace("_", " ")
 
 
-def _sense_order(index_path: Path) -> dict[int, int]:
-    """Noun synset offset -> the best (smallest) sense rank any of its lemmas has in
-    ``index.noun`` (senses are listed most frequent first)."""
-    rank: dict[int, int] = {}
+def _sense_order(index_path: Path) -> dict[tuple[str, int], int]:
+    """(lower-cased noun lemma, synset offset) -> the sense's rank in ``index.noun``, which lists
+    a lemma's senses most frequent first."""
+    rank: dict[tuple[str, int], int] = {}
     with open(index_path, encoding="utf-8") as lines:
         for line in lines:
             if line.startswith(" "):
                 continue
             fields = line.split()
-            synset_count = int(fields[2])
+            lemma, synset_count = fields[0].replace("_", " "), int(fields[2])
             for position, offset in enumerate(fields[len(fields) - synset_count :]):
-                key = int(offset)
-                rank[key] = min(rank.get(key, position), position)
+                rank[lemma, int(offset)] = position
     return rank
 
 
-def _instance_hypernyms(nouns: list, sense_rank: dict[int, int]) -> dict[str, str]:
+def _instance_hypernyms(nouns: list, sense_rank: dict[tuple[str, int], int]) -> dict[str, str]:
     """Instance lemma as written -> short hypernym word.
 
     Which hypernym, where an instance has several: the one whose lemma its gloss names first,
@@ -160,8 +159,8 @@ def _instance_hypernyms(nouns: list, sense_rank: dict[int, int]) -> dict[str, st
     The word: that synset's first one-word lemma (WordNet lists a synset's lemmas most frequent
     first), else its first lemma; a one-word lemma capitalised only as a sentence start is
     lower-cased ("President" -> "president"; "American state", "FTO" kept). A lemma that names several instance synsets
-    ("Washington": the state, the city, the president) takes the synset of its most frequent
-    sense in ``index.noun``.
+    ("New York": the city, the state) takes the synset of its most frequent sense in
+    ``index.noun`` ("city").
     """
     lemmas_of = {offset: lemmas for offset, lemmas, _, _ in nouns}
     instance_count: dict[int, int] = {}
@@ -174,8 +173,8 @@ def _instance_hypernyms(nouns: list, sense_rank: dict[int, int]) -> dict[str, st
             continue
         hypernym = _main_class(instance_of, gloss.lower(), lemmas_of, instance_count)
         word = _short_word(lemmas_of[hypernym])
-        rank = sense_rank.get(offset, 1 << 30)
         for lemma in lemmas:
+            rank = sense_rank[lemma.lower(), offset]
             if lemma not in chosen or rank < chosen[lemma][0]:
                 chosen[lemma] = (rank, word)
     return {lemma: word for lemma, (_, word) in chosen.items()}
