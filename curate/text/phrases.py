@@ -5,8 +5,9 @@ noun phrases spaCy finds in each caption. A parser is not available offline, so 
 chunks with word lists instead:
 
 1. **Tokens**: the lower-cased caption is cut into words (letters, with inner hyphens and
-   apostrophes: "black-and-white", "o'clock") and single other characters (punctuation, digits,
-   symbols), which only separate phrases.
+   apostrophes: "black-and-white" and "t-shirt" are WordNet entries) and single other characters
+   (punctuation, digits, symbols), which only separate phrases. (:func:`curate.text.tokens.words`
+   drops punctuation and splits at hyphens, so it cannot tell where a phrase must stop.)
 2. **Classes**: a closed-class word (determiner, preposition, pronoun, conjunction, auxiliary:
    :mod:`curate.text.lexicon`) separates phrases and is never part of one, so determiners are
    dropped ("a red car" -> "red car"); a WordNet noun (plurals and irregular forms included:
@@ -14,7 +15,8 @@ chunks with word lists instead:
    A possessive ("dog's") is its base word, then a separation ("dog's bed" -> "dog", "bed").
 3. **Participles**: a word in -ing or -ed whose stem is a WordNet verb ("running" -> run,
    "parked" -> park), right after a word that is a noun and not an adjective, is a verb, not a
-   compound: it separates and is dropped ("man running on the beach" -> "man", "beach").
+   compound: it separates and is dropped ("man running on the beach" -> "man", "beach"), as
+   are the participles right after it ("woman standing waiting" -> "woman").
 4. **Phrases**: each maximal run of noun/adjective words, cut after its last noun, is one phrase
    ("big red car parked" -> "big red car"); a run without a noun gives none. A caption's phrases
    are unique, in order of first appearance.
@@ -32,7 +34,7 @@ from __future__ import annotations
 import os
 import re
 
-from curate.text.lexicon import closed_class_words
+from curate.text.lexicon import CLOSED_CLASS
 from curate.text.wordnet import WordNet
 
 #: A word: letters with inner hyphens or apostrophes; anything else that is not a space is one
@@ -60,7 +62,7 @@ class PhraseExtractor:
     def open(cls, wordnet_dir: str | os.PathLike | None = None) -> PhraseExtractor:
         """An extractor on the WordNet in ``wordnet_dir`` (see :meth:`WordNet.open`) and the
         closed-class lists of :mod:`curate.text.lexicon`."""
-        return cls(WordNet.open(wordnet_dir), closed_class_words())
+        return cls(WordNet.open(wordnet_dir), CLOSED_CLASS)
 
     def phrases(self, caption: str | None) -> list[str]:
         """The caption's noun phrases, unique, in order of first appearance (None: none)."""
@@ -69,20 +71,21 @@ class PhraseExtractor:
         found: dict[str, None] = {}
         run: list[str] = []
         last_noun = 0  # length of ``run`` up to and including its last noun
-        previous = 0  # classes of the word before, 0 after a separation
+        after_noun = False  # the word before was a noun and not an adjective, or a participle
         for token in _TOKEN.findall(caption.lower()):
             possessive = token.endswith(_POSSESSIVE) and len(token) > 2
             word = token[:-2] if possessive else token
             classes = self._word_classes(word)
-            participle = classes & PARTICIPLE and (previous & (NOUN | ADJECTIVE)) == NOUN
+            participle = bool(classes & PARTICIPLE) and after_noun
             if classes & (NOUN | ADJECTIVE) and not participle:
                 run.append(word)
                 if classes & NOUN:
                     last_noun = len(run)
-                previous = classes
+                after_noun, separated = (classes & (NOUN | ADJECTIVE)) == NOUN, possessive
             else:
-                previous = 0
-            if possessive or not previous:
+                # A chain of participles is one verb group: "woman standing waiting" -> "woman".
+                after_noun, separated = participle, True
+            if separated:
                 if last_noun:
                     found[" ".join(run[:last_noun])] = None
                 run, last_noun = [], 0
