@@ -150,10 +150,10 @@ class Cc3mCaptionFilter(Filter):
             Rule(pc.is_valid(boilerplate), "boilerplate_caption", "phrase", boilerplate),
             Rule(pc.invert(pc.utf8_is_upper(pc.utf8_slice_codeunits(first, 0, 1))), "first_word_not_capitalised",
                  "first_word", first),
-            Rule(pc.greater(ratio, p.max_capitalised_ratio), "too_many_capitalised_words", "capitalised_ratio", ratio),
+            Rule(pc.greater(ratio, _f32(p.max_capitalised_ratio)), "too_many_capitalised_words", "capitalised_ratio", ratio),
             *[Rule(pc.invert(flag), f"missing_{part}", f"has_{part}", flag) for part, flag in has.items()],
-            Rule(pc.greater(repetition, p.max_repetition), "repetitive_caption", "repetition", repetition),
-            Rule(pc.less(zipf, p.min_zipf), "rare_token", "token", scored.column("caption_rarest_token")),
+            Rule(pc.greater(repetition, _f32(p.max_repetition)), "repetitive_caption", "repetition", repetition),
+            Rule(pc.less(zipf, _f32(p.min_zipf)), "rare_token", "token", scored.column("caption_rarest_token")),
         ]
         return first_failure(rules)
 
@@ -179,6 +179,11 @@ class Cc3mCaptionFilter(Filter):
             return None, None
         zipf, word = min((self._zipf(w, "en"), w) for w in lowered)
         return word, zipf
+
+
+def _f32(threshold: float) -> pa.Scalar:
+    """A threshold compared in the scores' float32: 2/10 scores float32(0.2), above the double 0.2."""
+    return pa.scalar(threshold, pa.float32())
 
 
 _TYPES = {
