@@ -84,9 +84,9 @@ def reduce_tables(summaries: list[pa.Table], stage: GlobalFilter, root: str) -> 
         return _finish_state(stage, root, outputs)
     verdicts = pa.concat_tables(outputs) if outputs else verdict_schema(stage).empty_table()
     units = verdicts.column(UNIT).to_numpy()
-    for unit in np.unique(units):
-        _write_unit_verdicts(verdicts.filter(pa.array(units == unit)), storage.join(root, "verdicts"))
-    return verdicts.num_rows
+    written = [_write_unit_verdicts(verdicts.filter(pa.array(units == unit)), storage.join(root, "verdicts"))
+               for unit in np.unique(units)]
+    return sum(int(table.column("rows")[0].as_py()) for table in written)
 
 
 def _read(uri: str) -> pa.Table:
@@ -123,12 +123,33 @@ def verdict_schema(stage: GlobalFilter) -> pa.Schema:
 
 
 def _write_unit_verdicts(verdicts: pa.Table, root: str) -> pa.Table:
+    """Write one unit's verdicts, one row per (unit, row): a row whose keys landed in several
+    partitions (align_frequency: its text and its image) gets a partial verdict from each, merged
+    column-wise here (first non-null)."""
     unit = int(verdicts.column(UNIT)[0].as_py())
     uri = storage.join(root, f"{unit:05d}.parquet")
     fs, path = storage.filesystem_of(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    pq.write_table(verdicts.sort_by([(ROW, "ascending")]), path, filesystem=fs)
-    return pa.table({"unit": [unit], "rows": [verdicts.num_rows]})
+    merged = _merge_row_verdicts(verdicts)
+    pq.write_table(merged, path, filesystem=fs)
+    return pa.table({"unit": [unit], "rows": [merged.num_rows]})
+
+
+def _merge_row_verdicts(verdicts: pa.Table) -> pa.Table:
+    """``verdicts`` (one unit's) sorted by row, rows with one ``_row`` combined: each column takes
+    the first non-null value among them (vectorised: a min over candidate positions per group)."""
+    verdicts = verdicts.sort_by([(ROW, "ascending")])
+    rows = verdicts.column(ROW).to_numpy()
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    if len(starts) == len(rows):
+        return verdicts
+    positions = np.arange(len(rows))
+    columns = []
+    for column in verdicts.columns:
+        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        first_valid = np.minimum.reduceat(np.where(valid, positions, len(rows)), starts)
+        columns.append(pc.take(column, pa.array(np.where(first_valid < len(rows), first_valid, starts))))
+    return pa.table(columns, schema=verdicts.schema)
 
 
 def _finish_state(stage: BroadcastFilter, root: str, batches) -> int:

@@ -15,8 +15,8 @@ from ray import cloudpickle as ray_cloudpickle
 from curate.engine import global_phase
 from curate.errors import UserError
 from curate.pipeline import run_pipeline
-from curate.schema import CAPTION
-from curate.stages.base import BroadcastFilter, Decision, StageParams, append_columns
+from curate.schema import CAPTION, ROW, UNIT
+from curate.stages.base import BroadcastFilter, Decision, GlobalFilter, StageParams, append_columns
 from curate.stages.registry import register
 
 A, B = "a" * 32, "b" * 32
@@ -159,3 +159,50 @@ def test_observe_resumes_per_unit(tmp_path, ray_session) -> None:
         (uid_of[(7, 39)], "url_dedup", "duplicate_url", row13, 7, 39)])
     assert [r for r in ledger if r[5] not in (0, 13, 26, 39)] == [r for r in clean if r[5] not in (0, 13, 26, 39)]
     assert not Path(store.root, dead).exists() and not Path(store.root).exists()
+
+
+@register
+class TwoKeyVerdicts(GlobalFilter):
+    """Test stage: every row is summarised under two keys (its URL and its caption), which land in
+    different partitions; each key's reduce gives the row half of its verdict (``by_url`` or
+    ``by_caption``). Both halves must reach the row."""
+
+    kind = "test_two_key_verdicts"
+    reads = ("url", CAPTION)
+    writes = ("by_url", "by_caption")
+    key = ("key",)
+    verdict_types = {"by_url": pa.string(), "by_caption": pa.string()}
+
+    def observe(self, batch: pa.Table) -> pa.Table:
+        keys = [pc.binary_join_element_wise("url:", batch.column("url"), ""),
+                pc.binary_join_element_wise("caption:", batch.column(CAPTION), "")]
+        return pa.concat_tables([pa.table({"key": key, UNIT: batch.column(UNIT), ROW: batch.column(ROW)}) for key in keys])
+
+    def reduce(self, partition: pa.Table) -> pa.Table:
+        key = partition.column("key")
+        return pa.table({UNIT: partition.column(UNIT), ROW: partition.column(ROW),
+                         "by_url": pc.if_else(pc.starts_with(key, "url:"), key, pa.scalar(None, pa.string())),
+                         "by_caption": pc.if_else(pc.starts_with(key, "caption:"), key, pa.scalar(None, pa.string()))})
+
+    def decide(self, scored: pa.Table) -> Decision:
+        keep = pa.array([True] * scored.num_rows)
+        return Decision(keep=keep, reason=pa.nulls(scored.num_rows, pa.string()))
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in_process", "ray_data"])
+def test_partial_verdicts_of_one_row_from_two_partitions_are_merged(tmp_path, ray_session, monkeypatch, shuffle) -> None:
+    if shuffle:
+        monkeypatch.setattr(global_phase, "LOCAL_REDUCE_BYTES", -1)
+    monkeypatch.setattr(global_phase, "ROWS_PER_PARTITION", 4)  # 10 partitions: a row's two keys mostly split
+    spec = _spec(_input(tmp_path), {"stage": "test_two_key_verdicts"})
+    spec["input"].pop("uid_column")
+    result = run_pipeline(spec, output=str(tmp_path / "run"))
+    assert result.funnel.kept == 40
+    shards = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "run" / "shards").glob("*.parquet"))])
+    assert list(zip(shards.column("by_url").to_pylist(), shards.column("by_caption").to_pylist(), strict=True)) == [
+        (f"url:{url}", f"caption:{caption}")
+        for url, caption in zip(shards.column("url").to_pylist(), shards.column(CAPTION).to_pylist(), strict=True)]
+    root = tmp_path / "run" / "state" / "test_two_key_verdicts"
+    verdicts = pa.concat_tables([pq.read_table(p) for p in sorted((root / "verdicts").iterdir())])
+    assert verdicts.num_rows == 40 and verdicts.column("by_url").null_count == verdicts.column("by_caption").null_count == 0
+    assert (root / "reduced.json").read_text() == '{"rows": 40}'  # one merged verdict row per input row
