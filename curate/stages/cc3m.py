@@ -21,9 +21,8 @@ run re-thresholds without rescoring):
    figure: 0.5 drops Title Case alt-text and keeps "A view of New York from the Hudson" (0.375).
 4. "candidates with no determiner, no noun, or no preposition are discarded"
    (``missing_determiner`` / ``missing_noun`` / ``missing_preposition``; boolean columns
-   ``caption_has_*``): closed-class lists (:mod:`curate.text.lexicon`) and WordNet nouns with
-   morphy's plural rules. A lexicon is not a tagger: any non-closed-class word that can be a
-   noun counts ("red" is a WordNet noun), so ``missing_noun`` is rare.
+   ``caption_has_*``): closed-class lists and WordNet nouns with morphy's plural rules
+   (:mod:`curate.text.parts`: any word that can be a noun counts, so ``missing_noun`` is rare).
 5. "candidates with a high rate of token repetition are discarded" (``repetitive_caption``;
    column ``caption_repetition`` = (words - distinct words) / words, dropped above
    ``max_repetition``). The paper gives no figure; 0.2 is CC12M's (Changpinyo et al. 2021, §2),
@@ -59,10 +58,10 @@ from pydantic import Field, field_validator
 from curate.schema import CAPTION
 from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
 from curate.stages.registry import register
-from curate.text.lexicon import CLOSED_CLASS, DETERMINERS, PREPOSITIONS
+from curate.text.parts import checked_wordnet, has_determiner, has_noun, has_preposition, wordnet_field
 from curate.text.rewrite import ORIGINAL, PhraseReplacer, rewritten_captions
 from curate.text.tokens import capitalised_ratio, repetition_ratio, words
-from curate.text.wordnet import WordNet, check_dict_dir
+from curate.text.wordnet import WordNet
 
 #: Alt-text boilerplate, cropped where it begins or ends a caption (CC3M §3 names the first
 #: four; the rest are the same family, seen on stock and social sites).
@@ -85,13 +84,9 @@ class Cc3mCaptionParams(StageParams):
     min_zipf: float = Field(1.0, ge=0, description="drop a caption with a word whose wordfreq English Zipf "
                             "frequency is below this (0 turns the rule off)")
     hypernymize: bool = Field(True, description="replace multi-word WordNet instance nouns by their hypernym")
-    wordnet: str | None = Field(None, description="WordNet dict directory (null: $WORDNET_DIR, else /usr/share/wordnet)")
+    wordnet: str | None = wordnet_field()
 
-    @field_validator("wordnet")
-    @classmethod
-    def _readable(cls, path: str | None) -> str | None:
-        WordNet.open(path) if path is None else check_dict_dir(path)
-        return path
+    _wordnet = field_validator("wordnet")(checked_wordnet)
 
 
 @register
@@ -128,9 +123,9 @@ class Cc3mCaptionFilter(Filter):
             columns["caption_boilerplate"].append(boilerplate)
             columns["caption_first_word"].append(tokens[0] if tokens else "")
             columns["caption_capitalised_ratio"].append(capitalised_ratio(tokens))
-            columns["caption_has_determiner"].append(any(w in DETERMINERS for w in lowered))
-            columns["caption_has_noun"].append(any(w not in CLOSED_CLASS and self._is_noun(w) for w in lowered))
-            columns["caption_has_preposition"].append(any(w in PREPOSITIONS for w in lowered))
+            columns["caption_has_determiner"].append(has_determiner(lowered))
+            columns["caption_has_noun"].append(has_noun(lowered, self._is_noun))
+            columns["caption_has_preposition"].append(has_preposition(lowered))
             columns["caption_repetition"].append(repetition_ratio(tokens))
             columns["caption_min_zipf"].append(rarest_zipf)
             columns["caption_rarest_token"].append(rarest)

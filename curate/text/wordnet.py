@@ -48,8 +48,7 @@ class WordNet:
     def open(cls, dict_dir: str | os.PathLike | None = None) -> WordNet:
         """The WordNet in ``dict_dir`` (None: ``$WORDNET_DIR``, else ``/usr/share/wordnet``);
         a missing or incomplete directory is a :class:`UserError` naming both fixes."""
-        chosen = dict_dir if dict_dir is not None else os.environ.get("WORDNET_DIR") or DEFAULT_DIR
-        return _open_cached(check_dict_dir(chosen))
+        return _open_cached(check_dict_dir(dict_dir))
 
     def lemma_names(self, pos: str | None = None) -> list[str]:
         """Every synset lemma name of ``pos`` (n, v, a, r; all when None), in data-file order
@@ -86,10 +85,12 @@ class WordNet:
                    for suffix, ending in NOUN_SUFFIXES if len(word) > len(suffix))
 
 
-def check_dict_dir(dict_dir: str | os.PathLike) -> Path:
-    """``dict_dir`` as an absolute path, or a one-line :class:`UserError` when it lacks a file
-    WordNet needs (stages call it from their params validators, at spec-check time)."""
-    path = Path(dict_dir).expanduser().resolve()
+def check_dict_dir(dict_dir: str | os.PathLike | None) -> Path:
+    """``dict_dir`` (None: ``$WORDNET_DIR``, else ``/usr/share/wordnet``) as an absolute path, or
+    a one-line :class:`UserError` when it lacks a file WordNet needs. Cheap (no parsing): stages
+    call it from their params validators, at spec-check time."""
+    chosen = dict_dir if dict_dir is not None else os.environ.get("WORDNET_DIR") or DEFAULT_DIR
+    path = Path(chosen).expanduser().resolve()
     missing = [name for name in REQUIRED_FILES if not os.access(path / name, os.R_OK)]
     if missing:
         raise UserError(

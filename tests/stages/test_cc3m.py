@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from curate.errors import UserError
+from curate.errors import ConfigError
 from curate.stages.cc3m import Cc3mCaptionFilter, Cc3mCaptionParams
 from curate.text.wordnet import DEFAULT_DIR
 from tests.text.wndb import write_dict
@@ -126,9 +126,18 @@ def test_thresholds_retune_without_rescoring() -> None:
 
 
 def test_a_missing_wordnet_is_a_spec_time_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"^WordNet dict files not found in .*nowhere \(no readable data.noun\): "
-                                        r"install them with `apt-get install wordnet-base` or give"):
-        Cc3mCaptionParams(wordnet=str(tmp_path / "nowhere"))
+    from curate.config import load_spec
+
+    spec = {"input": {"path": str(tmp_path / "in.parquet")},
+            "stages": [{"stage": "cc3m_caption", "wordnet": str(tmp_path / "nowhere")}]}
+    with pytest.raises(ConfigError) as err:
+        load_spec(spec)
+    assert str(err.value) == (
+        f"<dict>: stages[0].wordnet: WordNet dict files not found in {tmp_path / 'nowhere'} (no readable data.noun): "
+        "install them with `apt-get install wordnet-base` or give the stage's `wordnet: PATH` parameter a WordNet "
+        "dict directory"
+    )
+    assert err.value.exit_code == 2
 
 
 def test_loads_through_the_registry() -> None:
