@@ -1,0 +1,218 @@
+"""LLaVA's concept balancing of CC3M (issue 7 §4): a global stage over the whole pool.
+
+LLaVA (Liu et al. 2023, "Visual Instruction Tuning", §4.1 "Stage 1: Pre-training for Feature
+Alignment", which filters CC3M to 595K pairs "for a more balanced concept coverage"; the filter
+is described in the appendix's CC3M paragraph) picks captions by their noun phrases:
+
+1. extract the noun phrases of every caption (LLaVA used spaCy; here the offline chunker of
+   :mod:`curate.text.phrases`) and count, for each phrase, the captions of the pool carrying it;
+2. skip phrases seen fewer than ``min_count`` times (default 3, LLaVA's: "usually rare
+   combinations of concept and attributes already covered by other captions");
+3. from the rarest phrase up, add the captions carrying it; a phrase with more captions than
+   ``per_phrase`` (default 100, LLaVA's) gets a random subset of that size. Here the captions
+   already taken by a rarer phrase count toward a phrase's ``per_phrase``, and the rest are
+   drawn by a hash of (``seed``, uid, phrase), so the subset does not depend on how the rows
+   were cut into units, on worker counts or on resumes. Equally rare phrases go in the order of
+   their 64-bit hash (fixed, arbitrary).
+
+The kept set is the union of the captions taken. Each row carrying a phrase seen at least
+``min_count`` times gets a verdict: ``concept_phrase`` (the phrase that took it; for a row not
+taken, its rarest phrase, whose ``per_phrase`` was already full), ``concept_count`` (the captions
+carrying that phrase) and ``concept_selected``. Rows taken are kept; the others are dropped with
+``concept_not_selected`` (detail: that phrase) or, with no phrase seen ``min_count`` times
+(a missing caption has none), ``concept_no_phrase``.
+
+Reduce: the selection walks the phrases in order, so it cannot be split by phrase: the stage's
+key is empty, every summary row lands in one partition and one ``reduce`` call sees them all
+(in the driver below 32 MB of summaries, on one Ray worker through a shuffle above). Its scale
+limit is that worker's memory: the summary is 32 bytes per (caption, phrase) pair (phrase hash,
+unit, row, uid halves) and the reduce holds a few times that (``benchmarks/concept_balance.py``
+measures CC3M's size). Phrases with at most ``per_phrase`` captions (the rarest, most of them)
+take all their captions whatever the order, so they are resolved at once with numpy; only the
+more frequent phrases are walked one by one. Phrases are compared by a 64-bit hash (a collision
+among ten million distinct phrases has a chance of about 3e-6); phase two recovers each
+verdict's phrase text by extracting its row's phrases again.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator
+
+from curate.schema import CAPTION, ROW, UID, UNIT, input_positions, uids_to_pairs
+from curate.stages.base import Decision, GlobalFilter, Rule, StageParams, append_columns, first_failure
+from curate.stages.registry import register
+from curate.text.phrases import PhraseExtractor
+from curate.text.wordnet import DEFAULT_DIR, check_dict_dir
+
+VERDICT_TYPES: dict[str, pa.DataType] = {"concept_hash": pa.uint64(), "concept_count": pa.int64(),
+                                          "concept_selected": pa.bool_()}
+_MASK64 = (1 << 64) - 1
+
+
+class ConceptBalanceParams(StageParams):
+    min_count: int = Field(3, ge=1, description="LLaVA: phrases carried by fewer captions of the pool are skipped")
+    per_phrase: int = Field(100, ge=1, description="LLaVA: at most this many captions taken per phrase")
+    seed: int = Field(0, ge=0, le=_MASK64, description="seed of the deterministic draw among a frequent phrase's captions")
+    wordnet: str | None = Field(None, validate_default=True,
+                                description=f"WordNet dict directory (default: $WORDNET_DIR, else {DEFAULT_DIR})")
+
+    @field_validator("wordnet")
+    @classmethod
+    def _dict_dir_exists(cls, value: str | None) -> str | None:
+        """Refuse a missing WordNet at spec-check time, not on the workers."""
+        from os import environ
+
+        try:
+            check_dict_dir(value if value is not None else environ.get("WORDNET_DIR") or DEFAULT_DIR)
+        except Exception as err:  # noqa: BLE001  (its one line becomes the spec error)
+            raise ValueError(str(err)) from None
+        return value
+
+
+@register
+class ConceptBalanceFilter(GlobalFilter):
+    """Keep, from the rarest noun phrase up, at most ``per_phrase`` captions per phrase seen at
+    least ``min_count`` times (LLaVA's CC3M-595K filter)."""
+
+    kind = "concept_balance"
+    Params = ConceptBalanceParams
+    reads = (UID, CAPTION)
+    writes = ("concept_phrase", "concept_count", "concept_selected")
+    key: ClassVar[tuple[str, ...]] = ()  # one reduce call sees every summary row (module docstring)
+    verdict_types: ClassVar[dict[str, pa.DataType]] = VERDICT_TYPES
+
+    extractor: PhraseExtractor | None = None
+
+    def setup(self) -> None:
+        self.extractor = PhraseExtractor.open(self.params.wordnet)
+
+    def teardown(self) -> None:
+        self.extractor = None
+
+    def observe(self, batch: pa.Table) -> pa.Table:
+        """One row per (caption, phrase): phrase hash, unit, row and uid halves (32 bytes)."""
+        per_caption = self._phrases(batch.column(CAPTION))
+        index = pa.array(np.repeat(np.arange(batch.num_rows), [len(p) for p in per_caption]), pa.int64())
+        pairs = uids_to_pairs(batch.column(UID)) if batch.num_rows else np.zeros(0, np.dtype("u8,u8"))
+        pairs = pairs[index.to_numpy()]
+        return pa.table({"phrase_hash": pa.array(phrase_hashes([p for ps in per_caption for p in ps]), pa.uint64()),
+                         UNIT: pc.take(batch.column(UNIT), index), ROW: pc.take(batch.column(ROW), index),
+                         "uid_hi": pairs["f0"], "uid_lo": pairs["f1"]})
+
+    def reduce(self, partition: pa.Table) -> pa.Table:
+        return select(partition, self.params.min_count, self.params.per_phrase, self.params.seed)
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        """The verdicts joined on, each verdict's phrase hash turned back into its text."""
+        joined = super().process(batch)
+        hashes = joined.column("concept_hash").combine_chunks()
+        rows = pc.indices_nonzero(pc.is_valid(hashes))
+        wanted = pc.take(hashes, rows).to_numpy()
+        found = []
+        for phrases, target in zip(self._phrases(pc.take(joined.column(CAPTION), rows)), wanted, strict=True):
+            match = [p for p, h in zip(phrases, phrase_hashes(phrases), strict=True) if h == target]
+            if not match:
+                raise RuntimeError(f"stage {self.name}: a verdict's phrase (hash {target}) is not in its row's caption")
+            found.append(match[0])
+        phrase = _scatter(pa.array(found, pa.string()), rows, joined.num_rows)
+        return append_columns(joined.drop_columns(["concept_hash"]), {"concept_phrase": phrase})
+
+    def decide(self, scored: pa.Table) -> Decision:
+        selected = scored.column("concept_selected")
+        min_count = pa.array([self.params.min_count] * scored.num_rows, pa.int64())
+        return first_failure([
+            Rule(pc.is_null(selected), "concept_no_phrase", "min_count", min_count),
+            Rule(pc.invert(selected), "concept_not_selected", "phrase", scored.column("concept_phrase")),
+        ])
+
+    def _phrases(self, captions: pa.Array | pa.ChunkedArray) -> list[list[str]]:
+        if self.extractor is None:
+            raise RuntimeError(f"stage {self.name}: setup() was not called")
+        return [self.extractor.phrases(caption) for caption in captions.to_pylist()]
+
+
+def phrase_hashes(phrases: list[str]) -> np.ndarray:
+    """Deterministic 64-bit hashes of phrases (pandas' vectorised SipHash, fixed key)."""
+    return pd.util.hash_array(np.array(phrases, dtype=object), categorize=False) if phrases else np.zeros(0, np.uint64)
+
+
+def select(summary: pa.Table, min_count: int, per_phrase: int, seed: int) -> pa.Table:
+    """LLaVA's selection over every (caption, phrase) pair of the pool -> one verdict row per
+    caption carrying a phrase seen at least ``min_count`` times (see the module docstring)."""
+    hashes = summary.column("phrase_hash").to_numpy()
+    phrases, phrase_of, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    frequent = counts[phrase_of] >= min_count
+    if not frequent.any():
+        return pa.table({name: pa.array([], t) for name, t in _verdict_schema().items()})
+    # Phrase rank: rarest first, equally rare by hash (``phrases`` is sorted, the sort is stable).
+    by_rarity = np.argsort(counts, kind="stable")
+    rank_of = np.empty_like(by_rarity)
+    rank_of[by_rarity] = np.arange(len(by_rarity))
+    pair_rank = rank_of[phrase_of[frequent]]
+    captions, caption_of = np.unique(input_positions(summary)[frequent], return_inverse=True)
+    uid_hi = summary.column("uid_hi").to_numpy()[frequent]
+    uid_lo = summary.column("uid_lo").to_numpy()[frequent]
+
+    # A phrase with at most ``per_phrase`` captions takes all of them, whichever phrases came
+    # first, so only the phrase that takes each caption depends on the order: its rarest.
+    none = len(by_rarity)
+    taker = np.full(len(captions), none, np.int64)
+    small = counts[phrase_of[frequent]] <= per_phrase
+    np.minimum.at(taker, caption_of[small], pair_rank[small])
+    # The frequent phrases, rarest first, each topping its taken captions up to ``per_phrase``
+    # by the lowest draws.
+    big = np.flatnonzero(~small)
+    draw = _draws(uid_hi[big], uid_lo[big], hashes[frequent][big], seed)
+    order = np.lexsort((uid_lo[big], uid_hi[big], draw, pair_rank[big]))
+    ranks, candidates = pair_rank[big][order], caption_of[big][order]
+    starts = np.flatnonzero(np.r_[True, ranks[1:] != ranks[:-1]])
+    taken = taker < none
+    for start, stop in zip(starts, np.r_[starts[1:], len(ranks)], strict=True):
+        group = candidates[start:stop]
+        fresh = group[~taken[group]]
+        room = per_phrase - (len(group) - len(fresh))
+        if room > 0 and len(fresh):
+            chosen = fresh[:room]
+            taken[chosen] = True
+            taker[chosen] = ranks[start]
+    rarest = np.full(len(captions), none, np.int64)
+    np.minimum.at(rarest, caption_of, pair_rank)
+    shown = np.where(taken, taker, rarest)  # the phrase that took the row, else its rarest
+    phrase = by_rarity[shown]
+    return pa.table({UNIT: pa.array((captions >> 32).astype(np.int32)),
+                     ROW: pa.array((captions & 0xFFFFFFFF).astype(np.int32)),
+                     "concept_hash": pa.array(phrases[phrase], pa.uint64()),
+                     "concept_count": pa.array(counts[phrase], pa.int64()),
+                     "concept_selected": pa.array(taken)})
+
+
+def _verdict_schema() -> dict[str, pa.DataType]:
+    return {UNIT: pa.int32(), ROW: pa.int32(), **VERDICT_TYPES}
+
+
+def _draws(uid_hi: np.ndarray, uid_lo: np.ndarray, phrase: np.ndarray, seed: int) -> np.ndarray:
+    """A 64-bit draw per (caption, phrase), from the uid, the phrase and ``seed`` (splitmix64's
+    finaliser, Steele et al. 2014): independent of where the row sits in the input."""
+    value = _mix(uid_hi ^ _mix(uid_lo ^ np.uint64(seed & _MASK64)))
+    return _mix(value ^ phrase)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _scatter(values: pa.Array, rows: pa.Array, length: int) -> pa.Array:
+    """``values`` placed at ``rows`` of an array of ``length``, null elsewhere."""
+    slot = np.full(length, -1, np.int64)
+    slot[rows.to_numpy()] = np.arange(len(rows))
+    return pc.take(values, pa.array(slot, mask=slot < 0))
