@@ -12,8 +12,9 @@ re-thresholds without rescoring). §2 relaxes CC3M's text filters:
 2. "We still discard candidates with no noun or no determiner, but permit ones without
    prepositions" (``missing_determiner`` / ``missing_noun``; columns ``caption_has_*``).
 3. "We set the maximum fraction of word repetition allowed to 0.2" (``repetitive_caption``;
-   column ``caption_repetition`` = (words - distinct words) / words, dropped above
-   ``max_repetition``).
+   column ``caption_repetition`` = (words - distinct words) / words over the words outside the
+   closed classes (:func:`curate.text.parts.content_words`: "a", "the", "of" repeat in any long
+   sentence), dropped above ``max_repetition``).
 
 CC3M's capitalisation rules are dropped by §2, and so is hypernymisation: names are kept, or
 replaced by ``<PERSON>`` where ``names`` gives a list (one name per line; whole words,
@@ -39,7 +40,7 @@ from pydantic import Field, field_validator, model_validator
 from curate.schema import CAPTION
 from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
 from curate.stages.registry import register
-from curate.text.parts import checked_wordnet, has_determiner, has_noun, wordnet_field
+from curate.text.parts import checked_wordnet, content_words, has_determiner, has_noun, wordnet_field
 from curate.text.rewrite import ORIGINAL, PhraseReplacer, rewritten_captions
 from curate.text.tokens import repetition_ratio, words
 from curate.text.wordnet import WordNet
@@ -50,7 +51,8 @@ PERSON = "<PERSON>"
 class Cc12mCaptionParams(StageParams):
     min_words: int = Field(3, ge=0, description="keep captions with at least this many words (CC12M §2: 3)")
     max_words: int = Field(256, ge=0, description="keep captions with at most this many words (CC12M §2: 256)")
-    max_repetition: float = Field(0.2, ge=0, le=1, description="drop above this share of repeated words (CC12M §2: 0.2)")
+    max_repetition: float = Field(0.2, ge=0, le=1, description="drop above this share of repeated words, "
+                                  "closed-class words not counted (CC12M §2: 0.2)")
     names: str | None = Field(None, description="file of person names, one per line, replaced by <PERSON> "
                               "(null: names are kept)")
     wordnet: str | None = wordnet_field()
@@ -93,7 +95,7 @@ class Cc12mCaptionFilter(Filter):
             counts.append(len(tokens))
             determiners.append(has_determiner(lowered))
             nouns.append(has_noun(lowered, self._is_noun))
-            repetition.append(repetition_ratio(tokens))
+            repetition.append(repetition_ratio(content_words(lowered)))
         captions = [c if c is None else self._replace_names(c) for c in batch.column(CAPTION).to_pylist()]
         return append_columns(batch, {
             **rewritten_captions(batch, captions),

@@ -24,8 +24,9 @@ run re-thresholds without rescoring):
    ``caption_has_*``): closed-class lists and WordNet nouns with morphy's plural rules
    (:mod:`curate.text.parts`: any word that can be a noun counts, so ``missing_noun`` is rare).
 5. "candidates with a high rate of token repetition are discarded" (``repetitive_caption``;
-   column ``caption_repetition`` = (words - distinct words) / words, dropped above
-   ``max_repetition``). The paper gives no figure; 0.2 is CC12M's (Changpinyo et al. 2021, §2),
+   column ``caption_repetition`` = (words - distinct words) / words over the words outside the
+   closed classes (:func:`curate.text.parts.content_words`: "a", "the", "of" repeat in any long
+   sentence), dropped above ``max_repetition``). The paper gives no figure; 0.2 is CC12M's (Changpinyo et al. 2021, §2),
    which relaxed CC3M's filters, so CC3M's was at least as strict.
 6. "discard candidates that contain tokens that are not found in this vocabulary" (VC: tokens
    seen at least 5 times in English Wikipedia) (``rare_token``, detail the token; columns
@@ -58,7 +59,7 @@ from pydantic import Field, field_validator
 from curate.schema import CAPTION
 from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
 from curate.stages.registry import register
-from curate.text.parts import checked_wordnet, has_determiner, has_noun, has_preposition, wordnet_field
+from curate.text.parts import checked_wordnet, content_words, has_determiner, has_noun, has_preposition, wordnet_field
 from curate.text.rewrite import ORIGINAL, PhraseReplacer, rewritten_captions
 from curate.text.tokens import capitalised_ratio, repetition_ratio, words
 from curate.text.wordnet import WordNet
@@ -80,7 +81,8 @@ class Cc3mCaptionParams(StageParams):
     boilerplate: list[str] = Field(list(BOILERPLATE), description="phrases cropped where they begin or end a caption "
                                    "(case-insensitive, whole words); a caption with nothing else is dropped")
     max_capitalised_ratio: float = Field(0.5, ge=0, le=1, description="drop above this share of capitalised words")
-    max_repetition: float = Field(0.2, ge=0, le=1, description="drop above this share of repeated words (CC12M §2)")
+    max_repetition: float = Field(0.2, ge=0, le=1, description="drop above this share of repeated words, "
+                                  "closed-class words not counted (CC12M §2's figure)")
     min_zipf: float = Field(1.0, ge=0, description="drop a caption with a word whose wordfreq English Zipf "
                             "frequency is below this (0 turns the rule off)")
     hypernymize: bool = Field(True, description="replace multi-word WordNet instance nouns by their hypernym")
@@ -126,7 +128,7 @@ class Cc3mCaptionFilter(Filter):
             columns["caption_has_determiner"].append(has_determiner(lowered))
             columns["caption_has_noun"].append(has_noun(lowered, self._is_noun))
             columns["caption_has_preposition"].append(has_preposition(lowered))
-            columns["caption_repetition"].append(repetition_ratio(tokens))
+            columns["caption_repetition"].append(repetition_ratio(content_words(lowered)))
             columns["caption_min_zipf"].append(rarest_zipf)
             columns["caption_rarest_token"].append(rarest)
             captions.append(caption if text == (caption or "") else text)

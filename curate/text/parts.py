@@ -31,6 +31,14 @@ def has_noun(lowered: list[str], is_noun: Callable[[str], bool]) -> bool:
     return any(word not in CLOSED_CLASS and is_noun(word) for word in lowered)
 
 
+def content_words(lowered: list[str]) -> list[str]:
+    """The words outside the closed classes: what the repetition rules count. Function words
+    repeat in any long sentence; counted too, a 0.2 cap dropped 8.2% of COCO's human captions
+    (25,014, val2017) against 0.6% when they are left out, while on laion-10k's alt-text it
+    drops about the same either way (4.2% / 4.1%: the repeats there are content words)."""
+    return [word for word in lowered if word not in CLOSED_CLASS]
+
+
 def wordnet_field():
     """The ``wordnet:`` parameter of a stage that reads WordNet."""
     return Field(None, description="WordNet dict directory (null: $WORDNET_DIR, else /usr/share/wordnet; "
