@@ -44,6 +44,24 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True)
     synth.add_argument("--n", type=int, default=3000)
     synth.add_argument("--seed", type=int, default=0)
+
+    metaclip = commands.add_parser("metaclip", help="MetaCLIP tools")
+    tools = metaclip.add_subparsers(dest="tool", required=True)
+    build = tools.add_parser("build-metadata", help="metadata entries: WordNet lemmas, a corpus' frequent unigrams and "
+                                                    "high-PMI bigrams, titles (MetaCLIP, Xu et al. 2023 §3.1)")
+    build.add_argument("--out", required=True, help="output file: one `entry<TAB>sources` a line")
+    wordnet = build.add_mutually_exclusive_group()
+    wordnet.add_argument("--wordnet", metavar="DIR", help="WordNet dict directory (default: $WORDNET_DIR or "
+                                                          "/usr/share/wordnet, from Debian's wordnet-base)")
+    wordnet.add_argument("--no-wordnet", action="store_true", help="leave WordNet out")
+    build.add_argument("--corpus", nargs="+", default=[], metavar="FILE",
+                       help="text (one document a line; .gz read as gzip) or parquet files (--column)")
+    build.add_argument("--column", default="caption", help="text column of parquet corpora (default: caption)")
+    build.add_argument("--titles", metavar="FILE", help="titles, one a line")
+    build.add_argument("--min-count", type=int, default=100, help="unigrams seen at least this often (MetaCLIP: 100)")
+    build.add_argument("--min-pmi", type=float, default=30.0,
+                       help="bigrams with at least this log2 PMI (MetaCLIP: 30, on Wikipedia; at most log2 of the "
+                            "corpus' tokens)")
     return parser
 
 
@@ -76,6 +94,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
             print(json.dumps(funnel.to_json(), indent=2))
         else:
             render_funnel(funnel, Console())
+            for line in _card_lines(args.run_dir):
+                print(line)
         return 0
     if args.command == "sample" and args.kind == "synth":
         from curate.sample.synth import write_synth_corpus
@@ -85,7 +105,58 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         path = write_synth_corpus(args.out, args.n, args.seed)
         console.print(f"wrote {args.n} samples: {path}")
         return 0
+    if args.command == "metaclip" and args.tool == "build-metadata":
+        return _build_metadata(args, console)
     raise AssertionError(args)
+
+
+def _build_metadata(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import Progress
+
+    from curate.metaclip.metadata import build_metadata
+
+    wordnet = None
+    if not args.no_wordnet:
+        from curate.text.wordnet import WordNet
+
+        wordnet = WordNet.open(args.wordnet).lemma_names()
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(path: str, done: int, total: int) -> None:
+            if path not in tasks:
+                tasks[path] = progress.add_task(f"counting {path}", total=total)
+            progress.update(tasks[path], completed=done)
+
+        summary = build_metadata(args.out, wordnet, args.corpus, args.column, args.titles, args.min_count,
+                                 args.min_pmi, report)
+    parts = ", ".join(f"{name} {counts['new']:,} new of {counts['given']:,}" for name, counts in summary["sources"].items())
+    console.print(f"wrote {summary['entries']:,} entries to {args.out} ({parts}; corpus tokens "
+                  f"{summary['corpus_tokens']:,})", soft_wrap=True, markup=False, highlight=False)
+    return 0
+
+
+#: Data cards a stage may leave in stats/ (its ``card`` field) -> the function that renders it.
+_CARD_RENDERERS = {"metaclip": "curate.metaclip.card:render_card"}
+
+
+def _card_lines(run_dir: str) -> list[str]:
+    """The human-readable summary of each data card in the run's stats/."""
+    import importlib
+
+    from curate import storage
+
+    lines: list[str] = []
+    stats = storage.join(run_dir, "stats")
+    for name in storage.children(stats):
+        if not name.endswith(".json") or name == "stats.json":
+            continue
+        card = json.loads(storage.read_bytes(storage.join(stats, name)))
+        target = _CARD_RENDERERS.get(card.get("card")) if isinstance(card, dict) else None
+        if target:
+            module, _, function = target.partition(":")
+            lines += getattr(importlib.import_module(module), function)(card)
+    return lines
 
 
 def _load_funnel_or_fail(run_dir: str, load_funnel):
