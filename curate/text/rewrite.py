@@ -16,8 +16,9 @@ ORIGINAL = "caption_original"
 
 class PhraseReplacer:
     """Replace whole-word, case-sensitive occurrences of phrases: at each position the longest
-    phrase wins, matches do not overlap, and a match must not touch a letter or digit on either
-    side ("Paris" is not replaced inside "Parisian"). Aho–Corasick, built once (per worker)."""
+    phrase wins, matches do not overlap, and a match must not touch a letter, digit or hyphen on
+    either side ("Paris" is not replaced inside "Parisian", nor "New Haven" inside the hospital
+    "Yale-New Haven"). Aho–Corasick, built once (per worker)."""
 
     def __init__(self, replacements: Mapping[str, str]):
         self._automaton = ahocorasick.Automaton()
@@ -50,7 +51,7 @@ class PhraseReplacer:
 
 
 def _word_edge(text: str, index: int) -> bool:
-    return index < 0 or index >= len(text) or not text[index].isalnum()
+    return index < 0 or index >= len(text) or not (text[index].isalnum() or text[index] == "-")
 
 
 def rewritten_captions(batch: pa.Table, captions: Iterable[str | None]) -> dict[str, pa.Array]:
