@@ -44,7 +44,8 @@ def test_phrase_replacer_whole_words_leftmost_longest() -> None:
     assert replace("New York City at night") == "big city at night"  # the longest at a position wins
     assert replace("York, New York") == "town, city"
     assert replace("Parisian cafe; Paris.") == "Parisian cafe; capital."  # whole words only
-    assert replace("Yale-New York hospital, New York's") == "Yale-New York hospital, city's"  # a hyphen joins words
+    hyphen = PhraseReplacer({"New Haven": "city"})
+    assert hyphen("Yale-New Haven hospital, New Haven's") == "Yale-New Haven hospital, city's"  # a hyphen joins words
     assert replace("new york") == "new york"  # case-sensitive
     assert replace("") == ""
     assert PhraseReplacer({})("New York") == "New York"
