@@ -18,7 +18,8 @@ run re-thresholds without rescoring):
    column ``caption_first_word``: a first word starting with a digit is not capitalised).
 3. "or with too high capitalized-word ratio" (``too_many_capitalised_words``; column
    ``caption_capitalised_ratio``, dropped above ``max_capitalised_ratio``). The paper gives no
-   figure: 0.5 drops Title Case alt-text and keeps "A view of New York from the Hudson" (0.375).
+   figure: 0.5 drops Title Case alt-text (65% of laion-10k) and 0.7% of COCO's human captions
+   (val2017), and keeps "A view of New York from the Hudson" (4 of 8).
 4. "candidates with no determiner, no noun, or no preposition are discarded"
    (``missing_determiner`` / ``missing_noun`` / ``missing_preposition``; boolean columns
    ``caption_has_*``): closed-class lists and WordNet nouns with morphy's plural rules
@@ -26,15 +27,15 @@ run re-thresholds without rescoring):
 5. "candidates with a high rate of token repetition are discarded" (``repetitive_caption``;
    column ``caption_repetition`` = (words - distinct words) / words over the words outside the
    closed classes (:func:`curate.text.parts.content_words`: "a", "the", "of" repeat in any long
-   sentence), dropped above ``max_repetition``). The paper gives no figure; 0.2 is CC12M's (Changpinyo et al. 2021, §2),
-   which relaxed CC3M's filters, so CC3M's was at least as strict.
+   sentence), dropped above ``max_repetition``). The paper gives no figure; 0.2 is CC12M's
+   (Changpinyo et al. 2021, §2), which relaxed CC3M's filters, so CC3M's was at least as strict.
 6. "discard candidates that contain tokens that are not found in this vocabulary" (VC: tokens
    seen at least 5 times in English Wikipedia) (``rare_token``, detail the token; columns
    ``caption_min_zipf``, ``caption_rarest_token``): wordfreq's English Zipf frequency at least
    ``min_zipf``. Default 1.0, the floor of wordfreq's list (1 per 10^8 words; 5 in Wikipedia's
    ~3·10^9 is 0.2 in Zipf terms): a word wordfreq has never seen is rare. The corpus-count form
-   of the rule is the separate global ``rare_words`` stage; the cc3m recipe uses it instead,
-   with ``min_zipf: 0``.
+   of the rule (counts over the whole pool) is the separate global ``rare_words`` stage; a
+   recipe that uses it instead sets ``min_zipf: 0`` here.
 
 Not reproduced: the noun-ratio rule (a lexicon cannot tag nouns), sentiment polarity and the
 porn/profanity classifiers (use ``caption_blocklist``), and the image filters (``cc3m_image``).
@@ -109,8 +110,8 @@ class Cc3mCaptionFilter(Filter):
 
         wordnet = WordNet.open(self.params.wordnet)
         # Words repeat (Zipf): caching the answers per word, with the boilerplate pre-check below,
-        # took laion-10k from 14k to 32k captions per CPU-second (benchmarks/cc_captions.py;
-        # wordfreq's own cache sits under its log and rounding). 2^18 words: ~30 MB at most.
+        # took laion-10k from 14k to ~30k captions per CPU-second (benchmarks/cc_captions.py;
+        # wordfreq's own cache sits under its log and rounding). 2^18 words each: ~30 MB at most.
         self._is_noun = lru_cache(maxsize=1 << 18)(wordnet.is_noun)
         self._zipf = lru_cache(maxsize=1 << 18)(lambda word: zipf_frequency(word, "en"))
         self._has_phrase = _substring_finder([phrase.lower() for phrase in self.params.boilerplate])
