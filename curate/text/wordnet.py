@@ -175,7 +175,7 @@ def _instance_hypernyms(nouns: list, sense_rank: dict[tuple[str, int], int]) -> 
         hypernym = _main_class(instance_of, gloss.lower(), lemmas_of, instance_count)
         word = _short_word(lemmas_of[hypernym])
         for lemma in lemmas:
-            rank = sense_rank[lemma.lower(), offset]
+            rank = sense_rank.get((lemma.lower(), offset), len(sense_rank))  # absent from index.noun: last
             if lemma not in chosen or rank < chosen[lemma][0]:
                 chosen[lemma] = (rank, word)
     return {lemma: word for lemma, (_, word) in chosen.items()}
