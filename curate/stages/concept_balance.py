@@ -53,6 +53,9 @@ from curate.text.wordnet import DEFAULT_DIR, check_dict_dir
 VERDICT_TYPES: dict[str, pa.DataType] = {"concept_hash": pa.uint64(), "concept_count": pa.int64(),
                                           "concept_selected": pa.bool_()}
 _MASK64 = (1 << 64) - 1
+#: Up to this many frequent phrases, their pairs are grouped by a 16-bit key, which numpy's stable
+#: sort orders by radix in linear time; more take a 32-bit key (a merge sort).
+RADIX_PHRASES = 1 << 16
 
 
 class ConceptBalanceParams(StageParams):
@@ -145,51 +148,72 @@ def phrase_hashes(phrases: list[str]) -> np.ndarray:
 def select(summary: pa.Table, min_count: int, per_phrase: int, seed: int) -> pa.Table:
     """LLaVA's selection over every (caption, phrase) pair of the pool -> one verdict row per
     caption carrying a phrase seen at least ``min_count`` times (see the module docstring)."""
-    hashes = summary.column("phrase_hash").to_numpy()
-    phrases, phrase_of, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    frequent = counts[phrase_of] >= min_count
-    if not frequent.any():
+    codes, phrases = pd.factorize(summary.column("phrase_hash").to_numpy())  # hashing, not a sort
+    counts = np.bincount(codes, minlength=len(phrases))
+    frequent = np.flatnonzero(counts[codes] >= min_count)  # the pairs that count
+    if not len(frequent):
         return pa.table({name: pa.array([], t) for name, t in _verdict_schema().items()})
-    # Phrase rank: rarest first, equally rare by hash (``phrases`` is sorted, the sort is stable).
-    by_rarity = np.argsort(counts, kind="stable")
-    rank_of = np.empty_like(by_rarity)
-    rank_of[by_rarity] = np.arange(len(by_rarity))
-    pair_rank = rank_of[phrase_of[frequent]]
+    # Rank of each frequent phrase: rarest first, equally rare by hash; -1 for the others.
+    ranked = np.flatnonzero(counts >= min_count)
+    ranked = ranked[np.lexsort((phrases[ranked], counts[ranked]))]
+    rank_of = np.full(len(phrases), -1, np.int64)
+    rank_of[ranked] = np.arange(len(ranked))
+    pair_rank = rank_of[codes[frequent]]
     captions, caption_of = np.unique(input_positions(summary)[frequent], return_inverse=True)
-    uid_hi = summary.column("uid_hi").to_numpy()[frequent]
-    uid_lo = summary.column("uid_lo").to_numpy()[frequent]
 
     # A phrase with at most ``per_phrase`` captions takes all of them, whichever phrases came
-    # first, so only the phrase that takes each caption depends on the order: its rarest.
-    none = len(by_rarity)
+    # first, so only which phrase takes a caption depends on the order: its rarest such phrase.
+    none = len(ranked)
     taker = np.full(len(captions), none, np.int64)
-    small = counts[phrase_of[frequent]] <= per_phrase
+    small = counts[codes[frequent]] <= per_phrase
     np.minimum.at(taker, caption_of[small], pair_rank[small])
-    # The frequent phrases, rarest first, each topping its taken captions up to ``per_phrase``
-    # by the lowest draws.
     big = np.flatnonzero(~small)
-    draw = _draws(uid_hi[big], uid_lo[big], hashes[frequent][big], seed)
-    order = np.lexsort((uid_lo[big], uid_hi[big], draw, pair_rank[big]))
-    ranks, candidates = pair_rank[big][order], caption_of[big][order]
-    starts = np.flatnonzero(np.r_[True, ranks[1:] != ranks[:-1]])
+    first_big = none - int((counts[ranked] > per_phrase).sum())  # ``ranked`` ends with them
+    _walk_frequent(taker, caption_of[big], pair_rank[big] - first_big, phrases[ranked[first_big:]],
+                   summary.select(["uid_hi", "uid_lo"]).take(pa.array(frequent[big])), per_phrase, seed, first_big)
     taken = taker < none
-    for start, stop in zip(starts, np.r_[starts[1:], len(ranks)], strict=True):
-        group = candidates[start:stop]
-        fresh = group[~taken[group]]
-        room = per_phrase - (len(group) - len(fresh))
-        if room > 0 and len(fresh):
-            chosen = fresh[:room]
-            taken[chosen] = True
-            taker[chosen] = ranks[start]
     rarest = np.full(len(captions), none, np.int64)
     np.minimum.at(rarest, caption_of, pair_rank)
-    shown = np.where(taken, taker, rarest)  # the phrase that took the row, else its rarest
-    phrase = by_rarity[shown]
+    phrase = ranked[np.where(taken, taker, rarest)]  # the phrase that took the row, else its rarest
     return pa.table({UNIT: pa.array((captions >> 32).astype(np.int32)),
                      ROW: pa.array((captions & 0xFFFFFFFF).astype(np.int32)),
                      "concept_hash": pa.array(phrases[phrase], pa.uint64()),
                      "concept_count": pa.array(counts[phrase], pa.int64()),
                      "concept_selected": pa.array(taken)})
+
+
+def _walk_frequent(taker: np.ndarray, caption_of: np.ndarray, rank: np.ndarray, hashes: np.ndarray, uids: pa.Table,
+                   per_phrase: int, seed: int, first_rank: int) -> None:
+    """The phrases with more than ``per_phrase`` captions, rarest first (``rank`` 0, 1, ... of
+    each pair; ``hashes`` by rank): each tops the captions already taken up to ``per_phrase``
+    with the lowest draws among its other captions. Marks ``taker`` in place."""
+    if not len(hashes):
+        return
+    unset = first_rank + len(hashes)  # ``taker``'s value for a caption no phrase took
+    # Pairs grouped by phrase with one stable sort (see RADIX_PHRASES).
+    order = np.argsort(rank.astype(np.uint16 if len(hashes) <= RADIX_PHRASES else np.int32), kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(rank, minlength=len(hashes)))]
+    uid_hi, uid_lo = uids.column("uid_hi").to_numpy(), uids.column("uid_lo").to_numpy()
+    for phrase, (start, stop) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
+        pairs = order[start:stop]
+        fresh = pairs[taker[caption_of[pairs]] == unset]
+        room = per_phrase - (len(pairs) - len(fresh))
+        if room <= 0 or not len(fresh):
+            continue
+        if len(fresh) > room:
+            fresh = _lowest_draws(fresh, uid_hi, uid_lo, hashes[phrase], seed, room)
+        taker[caption_of[fresh]] = first_rank + phrase
+
+
+def _lowest_draws(pairs: np.ndarray, uid_hi: np.ndarray, uid_lo: np.ndarray, phrase_hash: np.uint64, seed: int,
+                  room: int) -> np.ndarray:
+    """The ``room`` pairs with the lowest draws (equal draws: the lower uid first)."""
+    draws = _draws(uid_hi[pairs], uid_lo[pairs], phrase_hash, seed)
+    within = draws <= np.partition(draws, room - 1)[room - 1]
+    chosen = pairs[within]
+    if len(chosen) > room:  # equal draws at the bar (a chance of about n/2^64)
+        chosen = chosen[np.lexsort((uid_lo[chosen], uid_hi[chosen], draws[within]))[:room]]
+    return chosen
 
 
 def _verdict_schema() -> dict[str, pa.DataType]:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from curate import run_pipeline
 from curate.config import load_spec
 from curate.errors import ConfigError
 from curate.schema import DROP_STAGE, ROW, UNIT, uids_to_pairs
@@ -188,6 +190,20 @@ def test_selection_does_not_depend_on_units_or_observe_order() -> None:
     assert {uid for uid, (_, selected) in other_seed.items() if selected} != kept
 
 
+def test_more_frequent_phrases_than_a_16_bit_key_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past RADIX_PHRASES frequent phrases the pairs are grouped by a 32-bit key: same selection."""
+    from curate.stages import concept_balance
+
+    rng = random.Random(8)
+    pool = [(f"{rng.getrandbits(128):032x}", rng.sample("abcdefghijklmnop", rng.randint(0, 4))) for _ in range(500)]
+    params = {"min_count": 2, "per_phrase": 9, "seed": 3}
+    radix = selected_uids(pool, [(0, i) for i in range(len(pool))], **params)
+    monkeypatch.setattr(concept_balance, "RADIX_PHRASES", 2)
+    assert selected_uids(pool, [(0, i) for i in range(len(pool))], **params) == radix
+    assert sum(selected for _, selected in radix.values()) == len(
+        naive_selection(pool, params["min_count"], params["per_phrase"], params["seed"]))
+
+
 @needs_wordnet
 def test_two_phases_keep_the_same_uids_however_the_rows_are_cut_into_units(tmp_path: Path) -> None:
     rng = random.Random(3)
@@ -241,3 +257,28 @@ def test_a_missing_wordnet_is_one_line_at_spec_check(tmp_path: Path) -> None:
     assert str(info.value) == (
         f"<dict>: stages[0].wordnet: WordNet dict files not found in {tmp_path} (no readable data.noun): install them "
         "with `apt-get install wordnet-base` or give the stage's `wordnet: PATH` parameter a WordNet dict directory")
+
+
+@needs_wordnet
+def test_through_the_engine_units_do_not_change_the_kept_uids(tmp_path: Path, ray_session) -> None:
+    """A real run on Ray (observe in the stage's actors, reduce, verdicts per unit, resume): 7 rows
+    per unit and one unit keep the same uids, and every dropped row has its reason."""
+    rng = random.Random(9)
+    nouns = ["dog", "cat", "red car", "street", "beach", "old house", "tree", "boat"]
+    captions = [f"a {rng.choice(nouns)} near a {rng.choice(nouns)}" for _ in range(80)] + ["a unicorn", None]
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"url": [f"http://h/{i}.jpg" for i in range(len(captions))],
+                             "caption": pa.array(captions, pa.string())}), pool)
+
+    def run(rows_per_unit: int) -> tuple[dict, np.ndarray]:
+        spec = {"name": "c", "input": {"path": str(pool), "rows_per_unit": rows_per_unit},
+                "stages": [{"stage": "concept_balance", "per_phrase": 6, "seed": 2}]}
+        result = run_pipeline(spec, output=str(tmp_path / f"run{rows_per_unit}"))
+        return result.funnel.to_json()["stages"][-1], np.load(result.run_dir / "uids.npy")
+
+    units, uids = run(7)
+    whole, uids_whole = run(100)
+    assert units == whole and np.array_equal(uids, uids_whole)
+    assert units["in"] == 82 and units["dropped"] == 82 - len(uids) > 0
+    assert set(units["reasons"]) == {"concept_not_selected", "concept_no_phrase"}
+    assert units["reasons"]["concept_no_phrase"] == 2  # "unicorn" is seen once; no caption
