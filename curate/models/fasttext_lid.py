@@ -7,7 +7,7 @@
   fetched on a machine with internet and copied to a path every node can read).
 
 Loading uses ``fasttext`` from ``fasttext-predict`` (numpy-2 safe). Its batch API is unusable
-for probabilities: ``model.predict(list)`` raises ``ValueError: too many values to unpack``
+for probabilities: ``model.predict(list)`` raises ``ValueError: ... values to unpack``
 under fasttext-predict 0.9.2.4 because the binding's ``multilinePredict`` returns labels only.
 :class:`LidModel` therefore calls the binding's one-line ``predict`` per caption, which costs
 the same (29-35k captions/s each on laion-10k here, measured side by side).
@@ -107,27 +107,35 @@ def model_labels(model: str | None) -> frozenset[str]:
 
 
 def read_labels(path: str) -> list[str]:
-    """The labels of a fastText model file, as fastText's ``Dictionary::save`` wrote them: after
-    the magic, version and ``Args`` (12 int32 + 1 double), the sizes (3 int32, 2 int64), then
-    every entry as a NUL-terminated word, an int64 count and an int8 type (1: label)."""
+    """The labels of a fastText model file, from its dictionary as fastText's ``Dictionary::save``
+    wrote it: after the magic, version
+    and ``Args`` (12 int32 + 1 double), the sizes (3 int32, 2 int64), then every entry as a
+    NUL-terminated word, an int64 count and an int8 type (1: label), then the prune index
+    (int32 pairs) and the matrices. A file cut short is refused here: fastText's own loader
+    reads a cut dictionary forever (it grew to 14 GB on a 5 KB cut of lid.176.ftz)."""
+    truncated = UserError(f"language model {path}: truncated fastText file ({_DOWNLOAD_HINT})")
     labels: list[str] = []
     with open(path, "rb") as handle:
         buffer = handle.read(_ARGS_END + 28)
         if len(buffer) < _ARGS_END + 28:
-            raise UserError(f"language model {path}: truncated fastText file ({_DOWNLOAD_HINT})")
+            raise truncated
         entries = struct.unpack_from("<i", buffer, _ARGS_END)[0]
+        prune_pairs = struct.unpack_from("<q", buffer, _ARGS_END + 20)[0]
         offset = _ARGS_END + 28
         for _ in range(entries):
             end = buffer.find(b"\0", offset)
             while end < 0 or end + 10 > len(buffer):  # the entry runs past what is read: read on
                 chunk = handle.read(1 << 20)
                 if not chunk:
-                    raise UserError(f"language model {path}: truncated fastText file ({_DOWNLOAD_HINT})")
+                    raise truncated
                 buffer, offset = buffer[offset:] + chunk, 0
                 end = buffer.find(b"\0", offset)
             if buffer[end + 9] == 1:
                 labels.append(buffer[offset:end].decode("utf-8", "replace"))
             offset = end + 10
+        consumed = handle.tell() - (len(buffer) - offset)
+        if os.fstat(handle.fileno()).st_size <= consumed + max(prune_pairs, 0) * 8:
+            raise truncated  # nothing after the dictionary: no matrices
     return labels
 
 
@@ -155,6 +163,7 @@ def load(model: str | os.PathLike | None) -> LidModel:
     import fasttext  # fasttext-predict; imported here so listing stages never loads it
 
     path = resolve(None if model is None else str(model))
+    read_labels(str(path))  # refuse a cut file before fastText's loader sees it
     try:
         loaded = fasttext.load_model(str(path))
     except ValueError as err:  # the binding's answer to a truncated or foreign file
