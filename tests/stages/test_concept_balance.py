@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from curate import run_pipeline
 from curate.config import load_spec
+from curate.engine import global_phase
 from curate.errors import ConfigError
 from curate.schema import DROP_STAGE, ROW, UNIT, uids_to_pairs
 from curate.stages.concept_balance import ConceptBalanceFilter, ConceptBalanceParams, _draws, phrase_hashes, select
@@ -260,9 +261,11 @@ def test_a_missing_wordnet_is_one_line_at_spec_check(tmp_path: Path) -> None:
 
 
 @needs_wordnet
-def test_through_the_engine_units_do_not_change_the_kept_uids(tmp_path: Path, ray_session) -> None:
-    """A real run on Ray (observe in the stage's actors, reduce, verdicts per unit, resume): 7 rows
-    per unit and one unit keep the same uids, and every dropped row has its reason."""
+def test_through_the_engine_units_do_not_change_the_kept_uids(tmp_path: Path, ray_session,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real runs on Ray (observe in the stage's actors, reduce, verdicts per unit): 7 rows per unit
+    with the reduce in the driver, and one unit with the reduce on a Ray worker after a shuffle (as
+    summaries over 32 MB are), keep the same uids; every dropped row has its reason."""
     rng = random.Random(9)
     nouns = ["dog", "cat", "red car", "street", "beach", "old house", "tree", "boat"]
     captions = [f"a {rng.choice(nouns)} near a {rng.choice(nouns)}" for _ in range(80)] + ["a unicorn", None]
@@ -277,6 +280,7 @@ def test_through_the_engine_units_do_not_change_the_kept_uids(tmp_path: Path, ra
         return result.funnel.to_json()["stages"][-1], np.load(result.run_dir / "uids.npy")
 
     units, uids = run(7)
+    monkeypatch.setattr(global_phase, "LOCAL_REDUCE_BYTES", 0)
     whole, uids_whole = run(100)
     assert units == whole and np.array_equal(uids, uids_whole)
     assert units["in"] == 82 and units["dropped"] == 82 - len(uids) > 0
