@@ -1,13 +1,13 @@
 """LLaVA's concept balancing of CC3M (issue 7 §4): a global stage over the whole pool.
 
 LLaVA (Liu et al. 2023, "Visual Instruction Tuning", §4.1 "Stage 1: Pre-training for Feature
-Alignment", which filters CC3M to 595K pairs "for a more balanced concept coverage"; the filter
-is described in the appendix's CC3M paragraph) picks captions by their noun phrases:
+Alignment" filters CC3M to 595K pairs for a more balanced concept coverage; the appendix's CC3M
+paragraph describes the filter) picks captions by their noun phrases:
 
 1. extract the noun phrases of every caption (LLaVA used spaCy; here the offline chunker of
    :mod:`curate.text.phrases`) and count, for each phrase, the captions of the pool carrying it;
-2. skip phrases seen fewer than ``min_count`` times (default 3, LLaVA's: "usually rare
-   combinations of concept and attributes already covered by other captions");
+2. skip phrases seen fewer than ``min_count`` times (default 3, LLaVA's: such phrases are mostly
+   rare combinations of a concept and attributes that other captions already cover);
 3. from the rarest phrase up, add the captions carrying it; a phrase with more captions than
    ``per_phrase`` (default 100, LLaVA's) gets a random subset of that size. Here the captions
    already taken by a rarer phrase count toward a phrase's ``per_phrase``, and the rest are
@@ -116,13 +116,14 @@ class ConceptBalanceFilter(GlobalFilter):
         joined = super().process(batch)
         hashes = joined.column("concept_hash").combine_chunks()
         rows = pc.indices_nonzero(pc.is_valid(hashes))
-        wanted = pc.take(hashes, rows).to_numpy()
-        found = []
-        for phrases, target in zip(self._phrases(pc.take(joined.column(CAPTION), rows)), wanted, strict=True):
-            match = [p for p, h in zip(phrases, phrase_hashes(phrases), strict=True) if h == target]
-            if not match:
-                raise RuntimeError(f"stage {self.name}: a verdict's phrase (hash {target}) is not in its row's caption")
-            found.append(match[0])
+        per_row = self._phrases(pc.take(joined.column(CAPTION), rows))
+        flat = [p for phrases in per_row for p in phrases]
+        owner = np.repeat(np.arange(len(per_row)), [len(phrases) for phrases in per_row])
+        match = np.flatnonzero(phrase_hashes(flat) == pc.take(hashes, rows).to_numpy()[owner])
+        owners, first = np.unique(owner[match], return_index=True)
+        if len(owners) != len(per_row):
+            raise RuntimeError(f"stage {self.name}: a verdict's phrase is not among its row's phrases")
+        found = [flat[i] for i in match[first].tolist()]
         phrase = _scatter(pa.array(found, pa.string()), rows, joined.num_rows)
         return append_columns(joined.drop_columns(["concept_hash"]), {"concept_phrase": phrase})
 

@@ -245,6 +245,14 @@ def test_no_frequent_phrase_at_all(tmp_path: Path) -> None:
     assert decide(stage, table) == [(False, "concept_no_phrase", "min_count=3")] * 3
 
 
+@needs_wordnet
+def test_a_verdict_for_a_row_whose_caption_changed_is_a_bug(tmp_path: Path) -> None:
+    stage = stage_of()
+    reduce_in_process(stage, [batch([(0, i, U[i], "a dog") for i in range(3)])], tmp_path)
+    with pytest.raises(RuntimeError, match="a verdict's phrase is not among its row's phrases"):
+        stage.process(batch([(0, 0, U[0], "a cat")]))
+
+
 def test_defaults_are_llavas() -> None:
     params = ConceptBalanceParams().model_dump()
     assert (params["min_count"], params["per_phrase"], params["seed"]) == (3, 100, 0)
