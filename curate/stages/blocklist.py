@@ -17,10 +17,11 @@ as one space, so a phrase entry matches across a line break; entries are trimmed
 in them collapsed, and lower-cased like the captions (Arrow's ``utf8_lower``).
 
 Matching is pyahocorasick over the lower-cased captions with the boundary checked per hit:
-one automaton per worker built in ``setup``. A single RE2 regex (``pyarrow.compute.extract_regex``)
-was faster for the English list alone (1.17M vs 0.42M captions/s on laion-10k) but fell to
-24k captions/s with all 28 LDNOOBW lists (2,600 entries overflow RE2's DFA memory), where
-the automaton keeps ~100k/s; see benchmarks/blocklist.py.
+one automaton per worker built in ``setup``. One RE2 regex over the batch
+(``pyarrow.compute.extract_regex``, same boundary classes, same rows matched) is a little
+faster for the English list alone (379k vs 314k captions per CPU-second on laion-10k) but
+falls to 38k with all 28 LDNOOBW lists (2,663 entries overflow RE2's DFA memory), where the
+automaton keeps 153k; C4's Python ``re`` pattern does 65k and 13k (benchmarks/blocklist.py).
 
 Columns: ``blocklist_match`` (the entry, null when none matched) and ``blocklist_list`` (the
 list's name). The ledger reason names the list, ``blocklisted_<list>`` (``blocklisted_en``;
