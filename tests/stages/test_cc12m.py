@@ -84,7 +84,7 @@ def test_names_become_person_and_the_original_is_kept(tmp_path: Path) -> None:
 
 
 def test_function_words_repeat_in_good_captions() -> None:
-    # all words counted, "a" x4, "the" x2, "at" x2, "on": 5/19 repeated would drop this clean caption
+    # all words counted, "a" x4, "the" x2, "at" x2: 5/20 repeated would drop this clean caption
     caption = "a picture of a purple circle at the bottom and a brown diamond at the top on a plain background"
     scored, verdicts = run(stage(), [caption])
     assert scored.column("caption_repetition").to_pylist() == [0.0] and verdicts == [(True, None, None)]
