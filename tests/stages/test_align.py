@@ -48,6 +48,7 @@ def rows(units_rows: list[tuple[int, int, str, str | None]], orig_hash: list[int
 def ledger(stage, table: pa.Table) -> list[tuple[int, int, str | None, str | None]]:
     """(unit, row, reason, detail) of every row after the engine applies ``stage``."""
     out = apply_stage(stage, table).sort_by([(UNIT, "ascending"), (ROW, "ascending")])
+    assert out.column(DROP_STAGE).to_pylist() == [stage.name if r else None for r in out.column(DROP_REASON).to_pylist()]
     return list(zip(out.column(UNIT).to_pylist(), out.column(ROW).to_pylist(), out.column(DROP_REASON).to_pylist(),
                     out.column(DROP_DETAIL).to_pylist(), strict=True))
 

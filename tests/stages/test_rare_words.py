@@ -34,6 +34,7 @@ def two_phase(units: list[pa.Table], root: Path, partitions: int = 3, **params) 
 
 def ledger(stage: RareWordsFilter, table: pa.Table) -> list[tuple[str | None, str | None]]:
     out = apply_stage(stage, table).sort_by([(ROW, "ascending")])
+    assert out.column(DROP_STAGE).to_pylist() == [stage.name if r else None for r in out.column(DROP_REASON).to_pylist()]
     return list(zip(out.column(DROP_REASON).to_pylist(), out.column(DROP_DETAIL).to_pylist(), strict=True))
 
 
