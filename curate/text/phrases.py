@@ -41,10 +41,12 @@ from curate.text.wordnet import WordNet
 #: separating character.
 _TOKEN = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|[^\s]")
 _POSSESSIVE = ("'s", "’s")
-#: Word classes (bit flags): noun, adjective, participle stem found in the verb lexicon.
-NOUN, ADJECTIVE, PARTICIPLE = 1, 2, 4
-#: Per-extractor cache of word classes; captions repeat words heavily, WordNet's morphy check
-#: is ~1 µs a word. Cleared when full so odd inputs (hashes, URLs) cannot grow it without bound.
+#: Token classes (bit flags): noun, adjective, participle stem found in the verb lexicon, possessive.
+NOUN, ADJECTIVE, PARTICIPLE, POSSESSIVE = 1, 2, 4, 8
+CONTENT = NOUN | ADJECTIVE
+#: Per-extractor cache of token classes: captions repeat words heavily, and one dict look-up is
+#: cheaper than the closed-class, WordNet (morphy) and participle checks. Cleared when full, so
+#: odd inputs (hashes, URLs) cannot grow it without bound.
 _CACHE_LIMIT = 1 << 19
 
 
@@ -56,7 +58,7 @@ class PhraseExtractor:
         self.closed_class = closed_class
         self.adjectives = wordnet.adjectives()
         self.verbs = frozenset(lemma.lower() for lemma in wordnet.lemma_names("v"))
-        self._classes: dict[str, int] = {}
+        self._tokens: dict[str, tuple[str, int]] = {}
 
     @classmethod
     def open(cls, wordnet_dir: str | os.PathLike | None = None) -> PhraseExtractor:
@@ -72,35 +74,35 @@ class PhraseExtractor:
         run: list[str] = []
         last_noun = 0  # length of ``run`` up to and including its last noun
         after_noun = False  # the word before was a noun and not an adjective, or a participle
+        tokens = self._tokens
         for token in _TOKEN.findall(caption.lower()):
-            possessive = token.endswith(_POSSESSIVE) and len(token) > 2
-            word = token[:-2] if possessive else token
-            classes = self._word_classes(word)
-            participle = bool(classes & PARTICIPLE) and after_noun
-            if classes & (NOUN | ADJECTIVE) and not participle:
+            word, classes = tokens.get(token) or self._token(token)
+            if classes & CONTENT and not (classes & PARTICIPLE and after_noun):
                 run.append(word)
                 if classes & NOUN:
                     last_noun = len(run)
-                after_noun, separated = (classes & (NOUN | ADJECTIVE)) == NOUN, possessive
+                after_noun = classes & CONTENT == NOUN
+                if not classes & POSSESSIVE:
+                    continue
             else:
                 # A chain of participles is one verb group: "woman standing waiting" -> "woman".
-                after_noun, separated = participle, True
-            if separated:
-                if last_noun:
-                    found[" ".join(run[:last_noun])] = None
-                run, last_noun = [], 0
+                after_noun = after_noun and bool(classes & PARTICIPLE)
+            if last_noun:
+                found[" ".join(run[:last_noun])] = None
+            run, last_noun = [], 0
         if last_noun:
             found[" ".join(run[:last_noun])] = None
         return list(found)
 
-    def _word_classes(self, word: str) -> int:
-        classes = self._classes.get(word)
-        if classes is None:
-            if len(self._classes) >= _CACHE_LIMIT:
-                self._classes.clear()
-            classes = self._classify(word)
-            self._classes[word] = classes
-        return classes
+    def _token(self, token: str) -> tuple[str, int]:
+        """(word, classes) of a token, cached: a possessive is its base word plus POSSESSIVE."""
+        if len(self._tokens) >= _CACHE_LIMIT:
+            self._tokens.clear()
+        possessive = token.endswith(_POSSESSIVE) and len(token) > 2
+        word = token[:-2] if possessive else token
+        entry = (word, self._classify(word) | (POSSESSIVE if possessive else 0))
+        self._tokens[token] = entry
+        return entry
 
     def _classify(self, word: str) -> int:
         if word in self.closed_class or not word[0].isalpha():
