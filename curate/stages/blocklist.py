@@ -167,6 +167,9 @@ class CaptionBlocklistFilter(Filter):
     def setup(self) -> None:
         self._matcher = BlocklistMatcher(self.params.entries)
 
+    def teardown(self) -> None:
+        self._matcher = None
+
     def process(self, batch: pa.Table) -> pa.Table:
         captions = pc.utf8_lower(pc.fill_null(batch.column(CAPTION), ""))
         # Whitespace runs (newlines, no-break spaces) as one space: phrase entries match across them.

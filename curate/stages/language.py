@@ -75,6 +75,9 @@ class LanguageIdFilter(Filter):
     def setup(self) -> None:
         self._model = fasttext_lid.load(self.params.model)
 
+    def teardown(self) -> None:
+        self._model = None
+
     def process(self, batch: pa.Table) -> pa.Table:
         captions = pc.replace_substring_regex(pc.fill_null(batch.column(CAPTION), ""), _CONTROL, " ")
         lines = pc.binary_join_element_wise(captions, "\n", "").to_pylist()  # fastText's end of line
