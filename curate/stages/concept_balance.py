@@ -44,7 +44,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from curate.schema import CAPTION, ROW, UID, UNIT, input_positions, uids_to_pairs
+from curate.errors import UserError
+from curate.schema import CAPTION, ROW, UID, UNIT, uids_to_pairs
 from curate.stages.base import Decision, GlobalFilter, Rule, StageParams, append_columns, first_failure
 from curate.stages.registry import register
 from curate.text.phrases import PhraseExtractor
@@ -56,6 +57,8 @@ _MASK64 = (1 << 64) - 1
 #: Up to this many frequent phrases, their pairs are grouped by a 16-bit key, which numpy's stable
 #: sort orders by radix in linear time; more take a 32-bit key (a merge sort).
 RADIX_PHRASES = 1 << 16
+#: (caption, phrase) pairs one reduce takes: indexes are 32-bit (64 GiB of summary beyond it).
+MAX_PAIRS = (1 << 31) - 1
 
 
 class ConceptBalanceParams(StageParams):
@@ -149,31 +152,38 @@ def phrase_hashes(phrases: list[str]) -> np.ndarray:
 def select(summary: pa.Table, min_count: int, per_phrase: int, seed: int) -> pa.Table:
     """LLaVA's selection over every (caption, phrase) pair of the pool -> one verdict row per
     caption carrying a phrase seen at least ``min_count`` times (see the module docstring)."""
+    if summary.num_rows > MAX_PAIRS:
+        raise UserError(f"concept_balance: {summary.num_rows:,} (caption, phrase) pairs for one reduce, more than "
+                        f"its {MAX_PAIRS:,} (the selection runs in one process): balance parts of the pool separately")
     codes, phrases = pd.factorize(summary.column("phrase_hash").to_numpy())  # hashing, not a sort
     counts = np.bincount(codes, minlength=len(phrases))
-    frequent = np.flatnonzero(counts[codes] >= min_count)  # the pairs that count
-    if not len(frequent):
-        return pa.table({name: pa.array([], t) for name, t in _verdict_schema().items()})
     # Rank of each frequent phrase: rarest first, equally rare by hash; -1 for the others.
     ranked = np.flatnonzero(counts >= min_count)
+    if not len(ranked):
+        return pa.table({name: pa.array([], t) for name, t in _verdict_schema().items()})
     ranked = ranked[np.lexsort((phrases[ranked], counts[ranked]))]
-    rank_of = np.full(len(phrases), -1, np.int64)
-    rank_of[ranked] = np.arange(len(ranked))
-    pair_rank = rank_of[codes[frequent]]
-    captions, caption_of = np.unique(input_positions(summary)[frequent], return_inverse=True)
+    rank_of = np.full(len(phrases), -1, np.int32)
+    rank_of[ranked] = np.arange(len(ranked), dtype=np.int32)
+    pair_rank = rank_of[codes]
+    del codes  # per-pair arrays go as soon as they are used: the reduce holds every pair of the pool
+    frequent = np.flatnonzero(pair_rank >= 0)  # the pairs that count
+    pair_rank = pair_rank[frequent]
+    captions, caption_of = np.unique(_positions(summary, frequent), return_inverse=True)
+    caption_of = caption_of.astype(np.int32)
 
     # A phrase with at most ``per_phrase`` captions takes all of them, whichever phrases came
     # first, so only which phrase takes a caption depends on the order: its rarest such phrase.
     none = len(ranked)
-    taker = np.full(len(captions), none, np.int64)
-    small = counts[codes[frequent]] <= per_phrase
+    first_big = none - int((counts[ranked] > per_phrase).sum())  # ``ranked`` ends with them
+    taker = np.full(len(captions), none, np.int32)
+    small = pair_rank < first_big
     np.minimum.at(taker, caption_of[small], pair_rank[small])
     big = np.flatnonzero(~small)
-    first_big = none - int((counts[ranked] > per_phrase).sum())  # ``ranked`` ends with them
+    del small
     _walk_frequent(taker, caption_of[big], pair_rank[big] - first_big, phrases[ranked[first_big:]],
                    summary.select(["uid_hi", "uid_lo"]).take(pa.array(frequent[big])), per_phrase, seed, first_big)
     taken = taker < none
-    rarest = np.full(len(captions), none, np.int64)
+    rarest = np.full(len(captions), none, np.int32)
     np.minimum.at(rarest, caption_of, pair_rank)
     phrase = ranked[np.where(taken, taker, rarest)]  # the phrase that took the row, else its rarest
     return pa.table({UNIT: pa.array((captions >> 32).astype(np.int32)),
@@ -181,6 +191,12 @@ def select(summary: pa.Table, min_count: int, per_phrase: int, seed: int) -> pa.
                      "concept_hash": pa.array(phrases[phrase], pa.uint64()),
                      "concept_count": pa.array(counts[phrase], pa.int64()),
                      "concept_selected": pa.array(taken)})
+
+
+def _positions(summary: pa.Table, pairs: np.ndarray) -> np.ndarray:
+    """:func:`curate.schema.input_positions` of the summary rows ``pairs`` only."""
+    unit = summary.column(UNIT).to_numpy()[pairs].astype(np.int64)
+    return (unit << 32) | summary.column(ROW).to_numpy()[pairs]
 
 
 def _walk_frequent(taker: np.ndarray, caption_of: np.ndarray, rank: np.ndarray, hashes: np.ndarray, uids: pa.Table,

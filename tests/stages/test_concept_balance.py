@@ -253,6 +253,18 @@ def test_a_verdict_for_a_row_whose_caption_changed_is_a_bug(tmp_path: Path) -> N
         stage.process(batch([(0, 0, U[0], "a cat")]))
 
 
+def test_more_pairs_than_one_reduce_takes_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate.errors import UserError
+    from curate.stages import concept_balance
+
+    monkeypatch.setattr(concept_balance, "MAX_PAIRS", 2)
+    pool = [(U[0], ["a", "b"]), (U[1], ["a"])]
+    with pytest.raises(UserError) as info:
+        select(summary_of(pool, [(0, 0), (0, 1)]), min_count=1, per_phrase=1, seed=0)
+    assert str(info.value) == ("concept_balance: 3 (caption, phrase) pairs for one reduce, more than its 2 (the "
+                               "selection runs in one process): balance parts of the pool separately")
+
+
 def test_defaults_are_llavas() -> None:
     params = ConceptBalanceParams().model_dump()
     assert (params["min_count"], params["per_phrase"], params["seed"]) == (3, 100, 0)
