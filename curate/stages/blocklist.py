@@ -31,6 +31,7 @@ the caption, the longest there, and of the first list (in ``languages`` or ``lis
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from pathlib import Path
@@ -75,6 +76,11 @@ class CaptionBlocklistParams(StageParams):
     def entries(self) -> dict[str, list[str]]:
         """The applied lists, name -> normalised entries (read when the parameters were validated)."""
         return self._entries
+
+    def record(self) -> dict[str, str]:
+        """List name -> sha256 of its normalised entries (one per line), for the run manifest: the
+        spec names files, so an edited list would otherwise go unnoticed by a resumed run."""
+        return {name: hashlib.sha256("\n".join(entries).encode()).hexdigest() for name, entries in self._entries.items()}
 
 
 def read_lists(lists: str | dict[str, str]) -> dict[str, list[str]]:

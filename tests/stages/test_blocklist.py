@@ -4,6 +4,7 @@ against the naive definition (hypothesis)."""
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def test_directory_lists_are_the_files_named_by_language(lists_dir: Path) -> Non
         "ja": ["sm", "アナル"], "zh": ["乳"],
     }
     assert params.model_dump() == {"lists": str(lists_dir), "languages": None}  # the spec keeps the path
+    assert params.record()["en"] == hashlib.sha256(b"ass\n2 girls 1 cup\nball gag\na$$").hexdigest()
+    assert list(params.record()) == ["de", "en", "fr-CA-u-sd-caqc", "ja", "zh"]
 
 
 def test_whole_words_only_case_insensitive(lists_dir: Path) -> None:
