@@ -18,7 +18,7 @@ from curate import run_pipeline
 from curate.config import load_spec
 from curate.engine import global_phase
 from curate.errors import ConfigError
-from curate.schema import DROP_STAGE, ROW, UNIT, uids_to_pairs
+from curate.schema import DROP_STAGE, ROW, UNIT, compute_uids, pairs_to_uids, uids_to_pairs
 from curate.stages.concept_balance import ConceptBalanceFilter, ConceptBalanceParams, _draws, phrase_hashes, select
 from curate.text.wordnet import DEFAULT_DIR
 from tests.global_stage import reduce_in_process
@@ -281,28 +281,29 @@ def test_a_missing_wordnet_is_one_line_at_spec_check(tmp_path: Path) -> None:
 
 
 @needs_wordnet
-def test_through_the_engine_units_do_not_change_the_kept_uids(tmp_path: Path, ray_session,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real runs on Ray (observe in the stage's actors, reduce, verdicts per unit): 7 rows per unit
-    with the reduce in the driver, and one unit with the reduce on a Ray worker after a shuffle (as
-    summaries over 32 MB are), keep the same uids; every dropped row has its reason."""
+def test_through_the_engine_on_units_of_7_rows(tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real run on Ray (observe in the stage's actors, the reduce on a Ray worker after a
+    shuffle, as for summaries over 32 MB, verdicts per unit) on units of 7 rows keeps the uids the
+    in-process reduce keeps with every row in one unit; every dropped row has its reason."""
     rng = random.Random(9)
     nouns = ["dog", "cat", "red car", "street", "beach", "old house", "tree", "boat"]
     captions = [f"a {rng.choice(nouns)} near a {rng.choice(nouns)}" for _ in range(80)] + ["a unicorn", None]
+    urls = [f"http://h/{i}.jpg" for i in range(len(captions))]
     pool = tmp_path / "pool.parquet"
-    pq.write_table(pa.table({"url": [f"http://h/{i}.jpg" for i in range(len(captions))],
-                             "caption": pa.array(captions, pa.string())}), pool)
-
-    def run(rows_per_unit: int) -> tuple[dict, np.ndarray]:
-        spec = {"name": "c", "input": {"path": str(pool), "rows_per_unit": rows_per_unit},
-                "stages": [{"stage": "concept_balance", "per_phrase": 6, "seed": 2}]}
-        result = run_pipeline(spec, output=str(tmp_path / f"run{rows_per_unit}"))
-        return result.funnel.to_json()["stages"][-1], np.load(result.run_dir / "uids.npy")
-
-    units, uids = run(7)
+    pq.write_table(pa.table({"url": urls, "caption": pa.array(captions, pa.string())}), pool)
     monkeypatch.setattr(global_phase, "LOCAL_REDUCE_BYTES", 0)
-    whole, uids_whole = run(100)
-    assert units == whole and np.array_equal(uids, uids_whole)
-    assert units["in"] == 82 and units["dropped"] == 82 - len(uids) > 0
-    assert set(units["reasons"]) == {"concept_not_selected", "concept_no_phrase"}
-    assert units["reasons"]["concept_no_phrase"] == 2  # "unicorn" is seen once; no caption
+    spec = {"name": "c", "input": {"path": str(pool), "rows_per_unit": 7},
+            "stages": [{"stage": "concept_balance", "per_phrase": 6, "seed": 2}]}
+    result = run_pipeline(spec, output=str(tmp_path / "run"))
+    kept = np.load(result.run_dir / "uids.npy")
+
+    uids = compute_uids(pa.array(urls), pa.array(captions, pa.string()), str(pool.resolve())).to_pylist()  # the reader's
+    table = batch([(0, i, uid, caption) for i, (uid, caption) in enumerate(zip(uids, captions, strict=True))])
+    stage = stage_of(per_phrase=6, seed=2)
+    reduce_in_process(stage, [table], tmp_path / "in_process")
+    expected = [uid for uid, keep in zip(uids, stage.decide(stage.process(table)).keep.to_pylist(), strict=True) if keep]
+    assert sorted(pairs_to_uids(kept["f0"], kept["f1"])) == sorted(expected)
+    funnel = result.funnel.to_json()["stages"][-1]
+    assert funnel["in"] == 82 and funnel["dropped"] == 82 - len(expected) > 0
+    assert set(funnel["reasons"]) == {"concept_not_selected", "concept_no_phrase"}
+    assert funnel["reasons"]["concept_no_phrase"] == 2  # "unicorn" is seen once; no caption
