@@ -37,8 +37,13 @@ class ImageChecksFilter(Filter):
 
     kind = "image_checks"
     Params = ImageChecksParams
-    reads = ("orig_width", "orig_height", "orig_bytes", "orig_format")
+    reads = ("orig_width", "orig_height", "orig_bytes")
     writes = ("aspect_ratio",)
+
+    def __init__(self, params: ImageChecksParams, name: str | None = None):
+        super().__init__(params, name)
+        if params.formats is not None:  # only a format rule needs the format (a parquet of sizes may lack it)
+            self.reads = (*type(self).reads, "orig_format")
 
     def process(self, batch: pa.Table) -> pa.Table:
         width = pc.cast(batch.column("orig_width"), pa.float32())

@@ -179,7 +179,8 @@ def test_output_columns_follow_the_output_settings(http_server, output, good, wi
     out = stage.process(pa.table({"url": [http_server.url("/good/size.jpg"), http_server.url("/wide.jpg")]}))
     types = {name: str(out.schema.field(name).type) for name in stage.writes}
     assert types == {"image": "binary", "width": "int32", "height": "int32", "orig_width": "int32", "orig_height": "int32",
-                     "orig_bytes": "int64", "orig_hash": "int64", "pixel_hash": "int64", "download_status": "string",
+                     "orig_bytes": "int64", "orig_hash": "int64", "pixel_hash": "int64", "orig_format": "string",
+                     "download_status": "string",
                      "download_error": "string"}
     rows = out.to_pylist()
     for row, size, orig in zip(rows, (good, wide), (GOOD_SIZE, WIDE_SIZE), strict=True):
