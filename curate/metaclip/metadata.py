@@ -218,6 +218,7 @@ def write_metadata(out: str, entries: dict[str, list[str]]) -> None:
     """``entry<TAB>sources`` lines, written whole under a temporary name and renamed into place."""
     body = "".join(f"{entry}\t{','.join(sources)}\n" for entry, sources in entries.items()).encode("utf-8")
     if storage.is_local(out):
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         temporary = f"{out}.tmp-{os.getpid()}"
         with open(temporary, "wb") as handle:
             handle.write(body)

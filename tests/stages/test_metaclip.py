@@ -40,8 +40,30 @@ def test_missing_metadata_is_one_line_at_spec_check(tmp_path) -> None:
             "stages": [{"stage": "metaclip_match", "metadata": str(tmp_path / "nope.json")}]}
     with pytest.raises(ConfigError) as err:
         load_spec(spec)
-    assert str(err.value) == (f"<dict>: stages[0].metadata: no such metadata file {tmp_path / 'nope.json'} (build one "
-                              "with `curate metaclip build-metadata`, or give MetaCLIP's metadata.json)")
+    assert str(err.value) == (f"<dict>: stages[0]: no such metadata file {tmp_path / 'nope.json'} (build one "
+                              "with `curate metaclip build-metadata`, give MetaCLIP's metadata.json, or add `build:` to "
+                              "make it before the run)")
+
+
+def test_build_makes_a_missing_metadata_file_on_the_driver_before_the_run(tmp_path) -> None:
+    """A recipe finds or builds its metadata (issue 7 §5): the file appears at bind, not at spec-check."""
+    corpus = tmp_path / "captions.txt"
+    corpus.write_text("a red circle\na red square\nthe red circle\n", encoding="utf-8")
+    target = tmp_path / "made" / "metadata.tsv"
+    spec = {"name": "m", "input": {"path": str(tmp_path / "in.parquet")},
+            "stages": [{"stage": "metaclip_match", "metadata": str(target),
+                        "build": {"use_wordnet": False, "corpus": [str(corpus)], "min_count": 2}}]}
+    _, (stage,) = load_spec(spec)
+    assert not target.exists()
+    stage.bind(RunContext())
+    lines = target.read_text(encoding="utf-8").splitlines()
+    assert lines[:100] == [f"{n}\tnumber" for n in range(100)]
+    assert lines[100:] == ["red\tunigram", "a\tunigram", "circle\tunigram"]  # by count, then text
+    stage.setup()
+    out = stage.process(pa.table({CAPTION: ["A red circle", "blue"]}))
+    assert out.column("metaclip_entries").to_pylist() == [[100, 102], []]  # case-sensitive: "A" is not "a"
+    stage.bind(RunContext())  # found now: not rebuilt
+    assert target.read_text(encoding="utf-8").splitlines() == lines
 
 
 def test_relative_metadata_path_is_made_absolute(tmp_path, monkeypatch) -> None:
