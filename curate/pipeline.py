@@ -68,16 +68,20 @@ def run_pipeline(
     with _storage_errors(run.root), run.locked():
         with _serving(spec) as base_url, ray_session(address, spec.resources), _storage_errors(run.root):
             units = plan.units(on_workers)  # rows of csv/tsv/jsonl chunks and tar member lists counted by Ray tasks
-            resumed = run.prepare(spec, _input_fingerprint(plan.paths), len(units), overwrite)
+            context = RunContext(_image_output(spec), base_url)
+            for stage in stages:  # before prepare: binding reads (or builds) what content_record identifies
+                stage.bind(context)
+            records = {stage.name: record for stage in stages if (record := stage.content_record()) is not None}
+            resumed = run.prepare(spec, _input_fingerprint(plan.paths), len(units), overwrite, records)
             run.update_manifest(stage_order=stage_order, state="running")
             for line in run.recover():
                 console.print(line, soft_wrap=True, markup=False, highlight=False)
             # The reader's implicit stages (repeated input uids, tar images) run first; their
             # drops count under "read", so stage_order above stays the user's stages.
-            stages = [*read_stages(spec.input, units), *stages]
-            context = RunContext(_image_output(spec), base_url)
-            for stage in stages:
+            implicit = read_stages(spec.input, units)
+            for stage in implicit:
                 stage.bind(context)
+            stages = [*implicit, *stages]
             executor = Executor(spec.input, stages, uuid.uuid4().hex)
             segments = plan_segments(stages, str(run.root))
             if retry_failed and len(segments) > 1:

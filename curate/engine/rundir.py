@@ -100,8 +100,11 @@ class RunDir:
         with RunLock(self.root):
             yield
 
-    def prepare(self, spec: PipelineSpec, input_fingerprint: list, n_units: int, overwrite: bool) -> bool:
-        """Create or reopen the run directory (under the lock); True when resuming an earlier run."""
+    def prepare(self, spec: PipelineSpec, input_fingerprint: list, n_units: int, overwrite: bool,
+                stage_content: dict | None = None) -> bool:
+        """Create or reopen the run directory (under the lock); True when resuming an earlier run.
+        ``stage_content``: stage name -> what identifies the models, lists or metadata it reads."""
+        stage_content = stage_content or {}
         fingerprint = spec.fingerprint()
         if storage.exists(str(self.manifest_path)) and not overwrite:
             manifest = self.manifest()
@@ -109,9 +112,13 @@ class RunDir:
             if version != UID_VERSION:
                 raise UserError(f"{self.root}: made with uid_version {version}, this curate computes uid_version "
                                 f"{UID_VERSION}; pass --overwrite to start over, or choose another --output")
-            if manifest.get("spec_fingerprint") == fingerprint and manifest.get("inputs") == input_fingerprint:
+            same_content = manifest.get("stage_content", {}) == stage_content
+            if manifest.get("spec_fingerprint") == fingerprint and manifest.get("inputs") == input_fingerprint and same_content:
                 return True
-            what = "spec" if manifest.get("spec_fingerprint") != fingerprint else "input files"
+            changed = sorted(name for name in {*stage_content, *manifest.get("stage_content", {})}
+                             if stage_content.get(name) != manifest.get("stage_content", {}).get(name))
+            what = ("spec" if manifest.get("spec_fingerprint") != fingerprint else "input files"
+                    if manifest.get("inputs") != input_fingerprint else f"model, list or metadata in stage {changed[0]}")
             raise UserError(f"{self.root}: holds a run of a different {what}; pass --overwrite to start over, "
                             "or choose another --output")
         self._clear()
@@ -119,6 +126,7 @@ class RunDir:
         self.write_manifest({
             "spec_fingerprint": fingerprint,
             "inputs": input_fingerprint,
+            "stage_content": stage_content,
             "units": n_units,
             "uid_version": UID_VERSION,
             "versions": _versions(),

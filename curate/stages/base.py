@@ -190,6 +190,13 @@ class Stage(ABC):
     def teardown(self) -> None:  # noqa: B027  (an optional hook)
         """Release what ``setup`` took; called when the worker is done with the stage."""
 
+    def content_record(self) -> dict | None:
+        """What identifies the content the stage reads besides its parameters (a model's weights, a
+        word list, metadata), e.g. ``{"model": id, "sha256": hex}``; recorded in the manifest, and
+        a resume whose stages read different content refuses as a changed spec does. Called on
+        the driver after ``bind``; None: nothing beyond the parameters."""
+        return None
+
     def data_card(self, run_root: str, shard_parquets: list[str]) -> tuple[str, dict] | None:
         """A data card for the run's ``stats/`` (file name, JSON), made on the driver when the run
         completes (``shard_parquets``: the kept samples' metadata); None: the stage has none."""

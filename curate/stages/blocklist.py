@@ -170,6 +170,9 @@ class CaptionBlocklistFilter(Filter):
     reads = (CAPTION,)
     writes = ("blocklist_match", "blocklist_list")
 
+    def content_record(self) -> dict[str, str]:
+        return self.params.record()
+
     def setup(self) -> None:
         self._matcher = BlocklistMatcher(self.params.entries)
 

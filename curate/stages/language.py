@@ -72,6 +72,9 @@ class LanguageIdFilter(Filter):
     reads = (CAPTION,)
     writes = ("lang", "lang_prob")
 
+    def content_record(self) -> dict[str, str]:
+        return fasttext_lid.model_record(self.params.model)
+
     def setup(self) -> None:
         self._model = fasttext_lid.load(self.params.model)
 

@@ -18,6 +18,7 @@ recipe makes its own metadata.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pyarrow as pa
@@ -94,6 +95,10 @@ class MetaClipMatchStage(Stage):
             build_metadata(self.params.metadata, lemmas, build.corpus, build.column, build.titles, build.min_count,
                            build.min_pmi)
         self.entries = load_metadata(self.params.metadata)
+
+    def content_record(self) -> dict[str, str]:
+        digest = hashlib.sha256("\n".join(self.entries or ()).encode()).hexdigest()
+        return {"metadata": self.params.metadata, "entries": len(self.entries or ()), "sha256": digest}
 
     def setup(self) -> None:
         if self.entries is None:  # used outside a run (a notebook, a benchmark)
