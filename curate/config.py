@@ -167,15 +167,25 @@ class PipelineSpec(_Strict):
 
 def load_spec(source: str | Path | dict, overrides: list[str] | None = None) -> tuple[PipelineSpec, list[Stage]]:
     """Parse, override and validate a pipeline; return the spec and its instantiated stages."""
-    label = str(source) if not isinstance(source, dict) else "<dict>"
+    spec = parse_spec(source, overrides)
+    return spec, build_stages(spec, spec_label(source))
+
+
+def parse_spec(source: str | Path | dict, overrides: list[str] | None = None) -> PipelineSpec:
+    """Parse, override and validate a pipeline's spec; its stages are built by :func:`build_stages`."""
+    label = spec_label(source)
     raw = _read_yaml(Path(source)) if not isinstance(source, dict) else dict(source)
     for override in overrides or []:
         _apply_override(raw, override, label)
     try:
-        spec = PipelineSpec.model_validate(raw)
+        return PipelineSpec.model_validate(raw)
     except ValidationError as err:
         raise _config_error(label, err, model=PipelineSpec) from None
-    return spec, build_stages(spec, label)
+
+
+def spec_label(source: str | Path | dict) -> str:
+    """How errors name a spec: its path, or ``<dict>``."""
+    return str(source) if not isinstance(source, dict) else "<dict>"
 
 
 def build_stages(spec: PipelineSpec, label: str = "<spec>") -> list[Stage]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from curate import storage
-from curate.config import PipelineSpec, load_spec
+from curate.config import PipelineSpec, build_stages, parse_spec, spec_label
 from curate.engine.commit import run_into_store, run_pending
 from curate.engine.executor import CheckpointSink, CheckpointSource, Executor, InputSource, ObserveSink
 from curate.engine.global_phase import observe_all, partition_count
@@ -53,11 +53,12 @@ def run_pipeline(
 ) -> RunResult:
     """Run a pipeline spec (YAML path or dict) to completion, resuming where possible."""
     console = console or Console(stderr=True)
-    spec, stages = load_spec(source, overrides)
+    spec = parse_spec(source, overrides)
+    _ensure_synth(spec)  # before the stages are checked: a stage may read a file the corpus carries (its blocklist)
+    stages = build_stages(spec, spec_label(source))
     if output:
         spec.output.path = output
     run = RunDir(spec.output.path or os.path.join("runs", spec.name))
-    _ensure_synth(spec)
     check_serve_reachable(spec.input.serve, address, str(source) if not isinstance(source, dict) else "<dict>")
     plan = plan_inputs(spec.input)  # on the driver: files, formats, headers, columns; no file is read whole
     stage_order = [READ_STAGE, *(s.name for s in stages)]
