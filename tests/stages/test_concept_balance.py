@@ -281,9 +281,9 @@ def test_a_missing_wordnet_is_one_line_at_spec_check(tmp_path: Path) -> None:
 
 
 @needs_wordnet
-def test_through_the_engine_on_units_of_7_rows(tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_through_the_engine_on_units_of_21_rows(tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real run on Ray (observe in the stage's actors, the reduce on a Ray worker after a
-    shuffle, as for summaries over 32 MB, verdicts per unit) on units of 7 rows keeps the uids the
+    shuffle, as for summaries over 32 MB, verdicts per unit) on units of 21 rows keeps the uids the
     in-process reduce keeps with every row in one unit; every dropped row has its reason."""
     rng = random.Random(9)
     nouns = ["dog", "cat", "red car", "street", "beach", "old house", "tree", "boat"]
@@ -292,7 +292,7 @@ def test_through_the_engine_on_units_of_7_rows(tmp_path: Path, ray_session, monk
     pool = tmp_path / "pool.parquet"
     pq.write_table(pa.table({"url": urls, "caption": pa.array(captions, pa.string())}), pool)
     monkeypatch.setattr(global_phase, "LOCAL_REDUCE_BYTES", 0)
-    spec = {"name": "c", "input": {"path": str(pool), "rows_per_unit": 7},
+    spec = {"name": "c", "input": {"path": str(pool), "rows_per_unit": 21},
             "stages": [{"stage": "concept_balance", "per_phrase": 6, "seed": 2}]}
     result = run_pipeline(spec, output=str(tmp_path / "run"))
     kept = np.load(result.run_dir / "uids.npy")

@@ -201,7 +201,7 @@ def test_same_subset_on_one_and_two_workers(tmp_path, ray_session, capsys) -> No
 
 @pytest.mark.slow
 def test_kill_and_resume_keeps_the_same_subset(tmp_path) -> None:
-    path, metadata = _corpus(tmp_path, 2000)
+    path, metadata = _corpus(tmp_path, 600)  # 24 units: enough to be killed between commits, quick to rerun twice
     spec_path = tmp_path / "meta.yaml"
     spec = _spec(path, metadata, 25, 2)
     spec["resources"] = {"cpus": 2}
@@ -218,7 +218,7 @@ def test_kill_and_resume_keeps_the_same_subset(tmp_path) -> None:
     assert proc.poll() is None, "run finished before it could be interrupted:\n" + proc.stdout.read()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 1 <= len(list(markers.glob("*.json"))) < 80
+    assert 1 <= len(list(markers.glob("*.json"))) < 24
 
     for run in (killed, clean):
         done = curate_run(spec_path, run)
