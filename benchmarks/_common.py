@@ -57,6 +57,27 @@ def require(path: Path, what: str) -> Path:
     return Path(path)
 
 
+def pin_to_one_core(cpu: int | None = None) -> int:
+    """Pin this process to one core (default: the first allowed) and Arrow to one thread, so a
+    rate per core is measured; returns the core."""
+    import pyarrow as pa
+
+    cpu = cpu if cpu is not None else min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    return cpu
+
+
+def laion_captions(path: Path, rows: int):
+    """laion-10k's captions (``TEXT``) replicated to ``rows``, as one Arrow array."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = pq.read_table(path, columns=["TEXT"]).column("TEXT").combine_chunks()
+    return pa.concat_arrays([source] * -(-rows // len(source)))[:rows]
+
+
 def replicated_laion(source: Path, rows: int, dest: Path, row_group_size: int = 100_000) -> Path:
     """laion-10k repeated (url, caption) until ``rows`` rows, written as parquet at ``dest``."""
     import pyarrow as pa

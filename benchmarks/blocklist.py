@@ -21,7 +21,6 @@ interleaved rounds. Pinned to one CPU, Arrow on one thread.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
@@ -77,21 +76,15 @@ def main() -> None:
     args = _args()
     C.require(args.laion, "laion-10k parquet")
     C.require(args.lists, "blocklists directory")
-    cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
+    C.pin_to_one_core(args.cpu)
 
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
 
     from curate.schema import CAPTION
     from curate.stages.blocklist import CaptionBlocklistFilter, CaptionBlocklistParams
 
-    source = pq.read_table(args.laion, columns=["TEXT"]).column("TEXT").combine_chunks()
-    captions = pa.concat_arrays([source] * -(-args.rows // len(source)))[: args.rows]
+    captions = C.laion_captions(args.laion, args.rows)
     batches = [pa.table({CAPTION: captions.slice(start, args.batch)}) for start in range(0, args.rows, args.batch)]
     lowered = [pc.binary_join(pc.utf8_split_whitespace(pc.utf8_lower(pc.fill_null(b.column(CAPTION).combine_chunks(), ""))), " ")
                for b in batches]

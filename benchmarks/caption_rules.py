@@ -21,7 +21,6 @@ as a stage receives them). The keep masks are checked equal to the loop's. Pinne
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -55,15 +54,11 @@ def main() -> None:
     C.claim_stdout()
     args = _args()
     C.require(args.laion, "laion-10k parquet")
-    cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
+    cpu = C.pin_to_one_core(args.cpu)
 
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
 
     from curate.engine.blocks import apply_stage
     from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, ROW, UNIT

@@ -15,7 +15,6 @@ Also: ``WordNet.open`` (parse of the dict files, once per worker) time and the R
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time
@@ -52,14 +51,10 @@ def main() -> None:
     C.claim_stdout()
     args = _args()
     C.require(args.laion, "laion-10k parquet")
-    cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
+    cpu = C.pin_to_one_core(args.cpu)
 
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    pa.set_cpu_count(1)
 
     from curate.schema import CAPTION
     from curate.stages.cc3m import Cc3mCaptionFilter, Cc3mCaptionParams
@@ -67,8 +62,7 @@ def main() -> None:
     from curate.text.tokens import words
     from curate.text.wordnet import WordNet
 
-    source = pq.read_table(args.laion, columns=["TEXT"]).column("TEXT").combine_chunks()
-    captions = pa.concat_arrays([source] * -(-args.rows // len(source)))[: args.rows]
+    captions = C.laion_captions(args.laion, args.rows)
     batches = [pa.table({CAPTION: captions.slice(start, args.batch)}) for start in range(0, args.rows, args.batch)]
     C.log(f"{args.rows:,} captions in {len(batches)} batches of {args.batch:,}, pinned to CPU {cpu}")
 

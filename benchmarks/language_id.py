@@ -22,7 +22,6 @@ stage are checked equal to the per-caption baseline. Pinned to one CPU, Arrow on
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -60,22 +59,16 @@ def main() -> None:
     C.claim_stdout()
     args = _args()
     C.require(args.laion, "laion-10k parquet")
-    cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
+    cpu = C.pin_to_one_core(args.cpu)
 
     import fasttext
     import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
 
     from curate.models import fasttext_lid
     from curate.schema import CAPTION
     from curate.stages.language import LanguageIdFilter, LanguageIdParams
 
-    source = pq.read_table(args.laion, columns=["TEXT"]).column("TEXT").combine_chunks()
-    captions = pa.concat_arrays([source] * -(-args.rows // len(source)))[: args.rows]
+    captions = C.laion_captions(args.laion, args.rows)
     batches = [pa.table({CAPTION: captions.slice(start, args.batch)}) for start in range(0, args.rows, args.batch)]
     texts = [(c or "").replace("\n", " ") for c in captions.to_pylist()]
     lines = [text + "\n" for text in texts]

@@ -118,13 +118,10 @@ def main() -> None:
     C.claim_stdout()
     args = _args()
     C.require(args.laion, "laion-10k parquet")
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
+    cpu = C.pin_to_one_core()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
     from curate.metaclip.matcher import naive_match
     from curate.metaclip.metadata import write_metadata
     from curate.schema import CAPTION
@@ -173,7 +170,7 @@ def main() -> None:
     t_stage, t_base, t_base_arrow = best.values()
     matched = [ids for table in out for ids in table.column("metaclip_entries").to_pylist()]
     same_as_baseline = matched == [sorted(ids) for ids in run_baseline()]
-    sample = random.Random(1).sample(range(len(source)), args.naive)
+    sample = random.Random(1).sample(range(len(texts)), min(args.naive, len(texts)))
     same_as_naive = all(matched[i] == naive_match(names, texts[i]) for i in sample)
 
     stage_rate, base_rate = args.rows / t_stage, args.rows / t_base
