@@ -28,10 +28,8 @@ Target: the driver's peak RSS grows by less than 40 MB from the smallest to the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-from memory import PeakSampler  # noqa: E402
+from memory import sampled_run  # noqa: E402
 
 TARGET_GROWTH_MB = 40
 MB = 1_000_000
@@ -152,22 +150,8 @@ def _spec(data: Path, out: Path, args) -> dict:
 
 
 def _run(rows: int, data: Path, work: Path, args) -> dict:
-    import yaml
-
     out = work / f"out-{rows}"
-    spec_path = work / f"align-{rows}.yaml"
-    spec_path.write_text(yaml.safe_dump(_spec(data, out, args)))
-    cmd = [C.CURATE, "run", str(spec_path), "--overwrite"]
-    C.log("$", " ".join(cmd))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=sys.stderr, stderr=sys.stderr, env=env)
-    with PeakSampler(proc.pid, args.interval) as sampler:
-        code = proc.wait()
-    wall = time.perf_counter() - start
-    if code != 0:
-        raise RuntimeError(f"curate run ({rows} rows) exited {code}")
-    stats = json.loads((out / "stats" / "stats.json").read_text())
+    stats, sampler, wall = sampled_run(_spec(data, out, args), work / f"align-{rows}.yaml", args.interval)
     result = {
         "rows": stats["rows"], "kept": stats["kept"],
         "dropped": {s["stage"]: s["reasons"] for s in stats["stages"] if s["dropped"]},

@@ -134,23 +134,29 @@ def _spec(data: Path, out: Path, args, variant: str) -> dict:
             "stages": stages, "output": {"path": str(out), "samples_per_shard": 100_000}, "resources": resources}
 
 
-def _run(variant: str, rows: int, data: Path, work: Path, args) -> dict:
+def sampled_run(spec: dict, spec_path: Path, interval: float) -> tuple[dict, PeakSampler, float]:
+    """``curate run`` of ``spec`` as a command (Ray start-up included) under a :class:`PeakSampler`;
+    returns the run's merged stats, the sampler and the wall time."""
     import yaml
 
-    out = work / f"out-{variant}-{rows}"
-    spec_path = work / f"{variant}-{rows}.yaml"
-    spec_path.write_text(yaml.safe_dump(_spec(data, out, args, variant)))
+    spec_path.write_text(yaml.safe_dump(spec))
     cmd = [C.CURATE, "run", str(spec_path), "--overwrite"]
     C.log("$", " ".join(cmd))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=sys.stderr, stderr=sys.stderr, env=env)
-    with PeakSampler(proc.pid, args.interval) as sampler:
+    with PeakSampler(proc.pid, interval) as sampler:
         code = proc.wait()
     wall = time.perf_counter() - start
     if code != 0:
-        raise RuntimeError(f"curate run ({variant}, {rows} rows) exited {code}")
-    stats = json.loads((out / "stats" / "stats.json").read_text())
+        raise RuntimeError(f"curate run {spec_path.name} exited {code}")
+    stats = json.loads((Path(spec["output"]["path"]) / "stats" / "stats.json").read_text())
+    return stats, sampler, wall
+
+
+def _run(variant: str, rows: int, data: Path, work: Path, args) -> dict:
+    out = work / f"out-{variant}-{rows}"
+    stats, sampler, wall = sampled_run(_spec(data, out, args, variant), work / f"{variant}-{rows}.yaml", args.interval)
     result = {
         "variant": variant, "rows": stats["rows"], "kept": stats["kept"], "wall_s": round(wall, 1),
         "peak_driver_rss_mb": round(sampler.driver / MB), "peak_worker_rss_mb": round(sampler.worker / MB),

@@ -4,11 +4,8 @@ names stay one contiguous range, and `curate stats` on the killed run says it is
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.cli_runs import CURATE, curate_run
+from tests.cli_runs import CURATE, curate_run, kill_after_first_unit
 
 pytestmark = pytest.mark.slow
 
@@ -63,17 +60,7 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, synth_corpus):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
 
     # Start, wait until the first unit is committed, then SIGKILL the driver (and its Ray).
-    proc = curate_run(spec_path, killed, start_new_session=True)
-    markers = killed / "stats" / "units"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if markers.is_dir() and any(markers.glob("*.json")):
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "run finished before it could be interrupted:\n" + proc.stdout.read()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    interrupted_at = len(list(markers.glob("*.json")))
+    interrupted_at = kill_after_first_unit(spec_path, killed)
     assert 1 <= interrupted_at < 30
     stats = subprocess.run([*CURATE, "stats", str(killed), "--json"], capture_output=True, text=True, timeout=120)
     partial = json.loads(stats.stdout)  # it said "complete" (issue 5 §7)

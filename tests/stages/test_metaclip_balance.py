@@ -5,9 +5,6 @@ a kill and resume."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,7 @@ from curate.metaclip.card import render_card
 from curate.pipeline import run_pipeline
 from curate.schema import DROP_STAGE, UID
 from curate.stages.metaclip_balance import MetaClipBalanceFilter, MetaClipBalanceParams, uid_draws
-from tests.cli_runs import curate_run
+from tests.cli_runs import curate_run, kill_after_first_unit
 from tests.global_stage import reduce_in_process
 
 U = [f"{i:032x}" for i in range(40)]
@@ -208,17 +205,7 @@ def test_kill_and_resume_keeps_the_same_subset(tmp_path, ray_session) -> None:
     spec_path.write_text(yaml.safe_dump(spec))
     killed, clean = tmp_path / "killed", tmp_path / "clean"
 
-    proc = curate_run(spec_path, killed, start_new_session=True)
-    markers = killed / "stats" / "units"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if markers.is_dir() and any(markers.glob("*.json")):
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "run finished before it could be interrupted:\n" + proc.stdout.read()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 1 <= len(list(markers.glob("*.json"))) < 24
+    assert 1 <= kill_after_first_unit(spec_path, killed) < 24
 
     done = curate_run(spec_path, killed)
     output, _ = done.communicate(timeout=300)
