@@ -47,6 +47,12 @@ BUILTIN: dict[str, str] = {
     "metaclip_match": "curate.stages.metaclip:MetaClipMatchStage",
     "metaclip_balance": "curate.stages.metaclip_balance:MetaClipBalanceFilter",
     "concept_balance": "curate.stages.concept_balance:ConceptBalanceFilter",
+    "clip_score": "curate.stages.clip:ClipScoreFilter",
+    "top_fraction": "curate.stages.top_fraction:TopFractionFilter",
+    "clip_nsfw": "curate.stages.safety:ClipNsfwFilter",
+    "open_nsfw": "curate.stages.safety:OpenNsfwFilter",
+    "aesthetic": "curate.stages.aesthetic:AestheticFilter",
+    "watermark": "curate.stages.watermark:WatermarkFilter",
 }
 
 _REGISTERED: dict[str, type[Stage]] = {}
