@@ -25,7 +25,7 @@ def apply_stage(stage: Stage, block: pa.Table) -> pa.Table:
     """Run ``stage`` on the live rows of ``block``; mark the rows it drops."""
     alive, dead = split_alive(block)
     if alive.num_rows == 0:
-        return block
+        return _without(block, stage.consumes)
     out = stage.process(alive)
     if out.num_rows != alive.num_rows:
         raise RuntimeError(f"stage {stage.name} returned {out.num_rows} rows for {alive.num_rows}")
@@ -33,7 +33,15 @@ def apply_stage(stage: Stage, block: pa.Table) -> pa.Table:
         out = mark_drops(stage, out)
     if isinstance(stage, GlobalFilter):  # verdict columns the stage does not write served only to decide
         out = out.drop_columns([c for c in stage.verdict_types if c not in stage.writes and c in out.column_names])
+    out = _without(out, stage.consumes)
+    dead = _without(dead, stage.consumes)
     return pa.concat_tables([out, dead], promote_options="permissive") if dead.num_rows else out
+
+
+def _without(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    """``table`` without the transient ``columns`` a stage consumed (those it has)."""
+    present = [c for c in columns if c in table.column_names]
+    return table.drop_columns(present) if present else table
 
 
 def mark_drops(stage: Filter, scored: pa.Table) -> pa.Table:

@@ -149,6 +149,9 @@ class Stage(ABC):
     #: Cheap and deterministic: may be replayed by a later global stage's observe pass. A global
     #: stage after a stage that is not replayable starts a new segment (its input is checkpointed).
     replayable: ClassVar[bool] = True
+    #: Transient columns this stage uses up (a model part consumes its preprocessing part's pixels
+    #: and tokens): the engine removes them from the block after the stage, dropped rows included.
+    consumes: ClassVar[tuple[str, ...]] = ()
     #: Reasons (a regex over the ledger's reason) worth re-attempting with ``--retry-failed``.
     retryable_reasons: ClassVar[str | None] = None
     default_resources: ClassVar[Resources] = Resources()
