@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--min-pmi", type=float, default=30.0,
                        help="bigrams with at least this log2 PMI (MetaCLIP: 30, on Wikipedia; at most log2 of the "
                             "corpus' tokens)")
+    from curate.models.cli import add_parsers as add_model_parsers
+
+    add_model_parsers(commands)
     return parser
 
 
@@ -107,6 +110,11 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return 0
     if args.command == "metaclip" and args.tool == "build-metadata":
         return _build_metadata(args, console)
+    from curate.models.cli import dispatch as models_dispatch
+
+    handled = models_dispatch(args, console)
+    if handled is not None:
+        return handled
     raise AssertionError(args)
 
 
@@ -137,7 +145,8 @@ def _build_metadata(args: argparse.Namespace, console: Console) -> int:
 
 
 #: Data cards a stage may leave in stats/ (its ``card`` field) -> the function that renders it.
-_CARD_RENDERERS = {"metaclip": "curate.metaclip.card:render_card"}
+_CARD_RENDERERS = {"metaclip": "curate.metaclip.card:render_card",
+                   "top_fraction": "curate.stages.top_fraction:render_card"}
 
 
 def _card_lines(run_dir: str) -> list[str]:

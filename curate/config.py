@@ -66,6 +66,9 @@ class InputSpec(_Strict):
                                   description="tar inputs: a larger member makes its sample a too_large ledger row")
     serve: str | None = Field(None, description="serve this directory on loopback HTTP; relative URLs resolve to it")
     synth: SynthSpec | None = None
+    features: list[str] = Field(default_factory=list, description=(
+        "feature columns to read from <file stem>.<name>.npy beside each input file (an earlier run's shards: "
+        "clip_image_embedding, clip_text_embedding), so a stage that finds its embeddings does not recompute them"))
 
     @field_validator("url_column", "caption_column", "uid_column", mode="before")
     @classmethod
@@ -239,7 +242,7 @@ def _check_order(stages: list[Stage], spec: PipelineSpec, kinds: dict[str, type[
     """Fail before Ray starts when a stage reads a column nothing upstream writes. (A global stage
     after one that must not run twice, a download, starts a new segment: curate.engine.segments.)"""
     from curate.schema import CAPTION, UID, URL
-    available = {UID, URL, CAPTION, *spec.input.keep_columns}
+    available = {UID, URL, CAPTION, *spec.input.keep_columns, *spec.input.features}
     paths = spec.input.path if isinstance(spec.input.path, list) else [spec.input.path]
     from curate.io.readers import format_of  # the readers know the suffixes (imported late: they import this module)
 

@@ -77,4 +77,8 @@ def plan_inputs(spec: InputSpec, chunk_bytes: int = CHUNK_BYTES) -> InputPlan:
             files.append(_Counted(path, fmt))
         else:
             files.append(open_line_file(path, fmt, spec, chunk_bytes))
+    if spec.features:
+        from curate.io.features import check_feature_files
+
+        check_feature_files([f.path for f in files], spec.features)
     return InputPlan(spec, files)

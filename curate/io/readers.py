@@ -24,6 +24,7 @@ from curate import storage
 from curate.config import InputSpec
 from curate.errors import InputError
 from curate.io.duplicate_uids import DuplicateUidCheck
+from curate.io.features import read_features
 from curate.io.plan import plan_inputs
 from curate.io.plan_tasks import TaskRunner, run_here
 from curate.io.read_common import READ_STAGE, BadRows, Unit
@@ -150,13 +151,16 @@ def _with_bookkeeping(table: pa.Table, unit: Unit, spec: InputSpec, bad: BadRows
     for name in [*spec.keep_columns, *([IMAGE] if IMAGE in table.column_names else [])]:
         if name not in columns:
             columns[name] = table.column(name)
+    if spec.features:
+        columns.update(read_features(unit.path, unit.start, unit.stop, spec.features))
     n = table.num_rows
     columns[UNIT] = pa.array(np.full(n, unit.index, np.int32))
     columns[ROW] = pa.array(np.arange(unit.start, unit.stop, dtype=np.int32))
     columns[DROP_STAGE], columns[DROP_REASON], columns[DROP_DETAIL] = _read_drops(n, bad)
     table = pa.table(columns)
     if bad:  # a dropped row releases its heavy columns, as after any stage (engine/blocks.py)
-        table = append_columns(table, released_heavy(table, pa.array(np.isin(np.arange(n), list(bad)))))
+        table = append_columns(table, released_heavy(table, pa.array(np.isin(np.arange(n), list(bad))),
+                                                     (IMAGE, *spec.features)))
     return table
 
 

@@ -160,7 +160,7 @@ class ClipEmbed(Stage):
         raw = np.frombuffer(bytearray(b"".join(pixels)), dtype=np.uint8).reshape(len(pixels), height, width, 3)
         images = torch.from_numpy(raw).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         images = (images - self._mean) / self._std
-        text = torch.from_numpy(tokens).to(self.device).long()
+        text = torch.tensor(tokens, dtype=torch.long, device=self.device)
         # Autocast on the GPU only: CPU fp32 is what the exactness test compares with open_clip.
         autocast = torch.autocast("cuda", dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]) \
             if self.device != "cpu" and self.precision != "fp32" else contextlib.nullcontext()
