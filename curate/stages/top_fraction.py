@@ -61,6 +61,7 @@ class TopFractionFilter(BroadcastFilter):
     kind = "top_fraction"
     Params = TopFractionParams
     key = ("bin",)
+    consumes = (BIN,)  # the bin served the decision only
     threshold_bin: int | None = None
 
     @property
