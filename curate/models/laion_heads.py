@@ -67,7 +67,8 @@ def image_embeddings(batch: pa.Table, what: str, dim: int, clip_model: str) -> t
                         f"ones{scored_by}: score images with {clip_model} in clip_score, or give this head's weights "
                         f"for the CLIP model used")
     flat = present.flatten().to_numpy(zero_copy_only=False) if len(present) else np.zeros(0, np.float32)
-    return np.ascontiguousarray(flat, np.float32).reshape(len(present), dim), valid
+    # writable: torch refuses to wrap Arrow's read-only buffers without a warning
+    return np.require(flat, np.float32, ["C", "W"]).reshape(len(present), dim), valid
 
 
 def scores_column(values: np.ndarray, valid: np.ndarray) -> pa.Array:

@@ -18,7 +18,7 @@ for ``curate models pull``); no copy can be had offline, so tests use a random i
 
 from __future__ import annotations
 
-import re
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -51,17 +51,30 @@ def build_model():
     return model
 
 
-def load_model(state: dict, source: str):
-    """LAION's architecture with ``state`` loaded strict, in eval mode; a state dict of another
-    model is a one-line UserError naming ``source`` and the first mismatching key."""
-    model = build_model()
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        keys = re.findall(r'"([^"]+)"', str(err))[:3]
-        problem = "tensor shapes differ" if "size mismatch" in str(err) else "its keys differ"
+@lru_cache(maxsize=1)
+def _shapes() -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in build_model().state_dict().items()}
+
+
+def check_state(state: dict, source: str) -> None:
+    """A one-line UserError naming ``source`` and the first mismatching keys unless ``state``
+    is a state dict of LAION's architecture (checked at spec time, without building a model)."""
+    expected = _shapes()
+    differ = [k for k in expected if k not in state] + [k for k in state if k not in expected]
+    problem = "its keys differ"
+    if not differ:
+        differ = [k for k, shape in expected.items() if tuple(state[k].shape) != shape]
+        problem = "tensor shapes differ"
+    if differ:
         raise UserError(f"{source}: not LAION's watermark detector state dict ({ARCHITECTURE} with the MLP head): "
-                        f"{problem} (e.g. {', '.join(keys) or str(err).splitlines()[0][:200]})") from None
+                        f"{problem} (e.g. {', '.join(differ[:3])})")
+
+
+def load_model(state: dict, source: str):
+    """LAION's architecture with ``state`` loaded strict, in eval mode."""
+    check_state(state, source)
+    model = build_model()
+    model.load_state_dict(state, strict=True)
     return model.eval().requires_grad_(False)
 
 

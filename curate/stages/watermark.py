@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from curate.errors import UserError
 from curate.models.laion_heads import scores_column
+from curate.models.watermark import RELEASED
 from curate.models.weights import load_state_dict, resolve_weights, weights_record
 from curate.schema import IMAGE
 from curate.stages.base import Decision, Filter, Resources, RunContext, StageParams, append_columns
@@ -30,10 +31,15 @@ def _load(path) -> object:
     return load_model(load_state_dict(path), str(path))
 
 
+def _check(path) -> None:
+    from curate.models.watermark import check_state
+
+    check_state(load_state_dict(path), str(path))
+
+
 class WatermarkParams(StageParams):
-    weights: str = Field(description="LAION's watermark detector state dict (released as watermark_model_v1.pt of "
-                                     "LAION-AI/LAION-5B-WatermarkDetection): a path, hf-hub:ORG/REPO/FILE or URL fetched "
-                                     "by `curate models pull`")
+    weights: str = Field(description=f"LAION's watermark detector state dict (released as {RELEASED}): a path, "
+                                     "hf-hub:ORG/REPO/FILE or URL fetched by `curate models pull`")
     max_pwatermark: float | None = Field(None, ge=0.0, le=1.0, description="drop rows with pwatermark >= this "
                                                                           "(LAION keeps < 0.8); null: tag only")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when resources.gpus > 0")
@@ -42,7 +48,7 @@ class WatermarkParams(StageParams):
     @field_validator("weights")
     @classmethod
     def _model_loads(cls, ref: str) -> str:
-        return check_weights(ref, "watermark: weights", _load)
+        return check_weights(ref, "watermark: weights", _check)
 
 
 @register
