@@ -155,21 +155,21 @@ class WeightsRecord:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (sorted relative names and contents)."""
-    path = Path(path)
-    stat = path.stat()
-    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    """sha256 of a file, or of a directory's files (sorted relative names and contents); cached per
+    process while every file's size and mtime stay the same (a ViT-L/14 file takes ~1 s to hash)."""
+    root = Path(path).resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _sha256(str(root), root.is_dir(), stamp)
 
 
 @lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the cache: a changed file rehashes
+def _sha256(root: str, is_dir: bool, stamp: tuple) -> str:
     digest = hashlib.sha256()
-    root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    for file in files:
-        if root.is_dir():
-            digest.update(str(file.relative_to(root)).encode() + b"\0")
-        with open(file, "rb") as handle:
+    for name, _, _ in stamp:
+        if is_dir:
+            digest.update(str(Path(name).relative_to(root)).encode() + b"\0")
+        with open(name, "rb") as handle:
             while chunk := handle.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()
