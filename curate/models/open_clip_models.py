@@ -9,6 +9,7 @@ curate's own in :mod:`curate.models.clip_configs`, or ``hf-hub:ORG/REPO`` holdin
   the tag's preprocessing (mean, std, interpolation, resize mode) and QuickGELU come with it, as
   open_clip applies them (a mismatched variant silently scores wrong, open_clip#771);
 * a local ``.safetensors``/``.pt``/``.bin`` file or an ``hf-hub:ORG/REPO/FILE``;
+* none, for ``model: hf-hub:ORG/REPO`` or ``model: local-dir:DIR`` (a config and its weights together);
 * ``random``: an untrained model of the architecture (tests, speed benchmarks).
 
 :func:`resolve` runs at spec-check time and returns a picklable :class:`ClipModelRef` whose
@@ -115,10 +116,17 @@ def resolve(model: str, pretrained: str | None, what: str = "clip_score") -> Cli
     """Check ``model`` + ``pretrained`` on the driver, without network; a one-line UserError when
     the name is unknown or the weights are not here (naming `curate models pull` and a local path)."""
     _known_name(model, f"{what}: model")
-    if pretrained is None:
+    if pretrained is None and not model.startswith(("local-dir:", HF_PREFIX)):
         raise UserError(f"{what}: pretrained is required: a tag of {model} (e.g. openai), a weights file, "
                         f"an hf-hub:ORG/REPO/FILE, or `random` for an untrained model")
     record = {"model": model, "pretrained": pretrained}
+    if model.startswith("local-dir:"):  # open_clip's directory form: open_clip_config.json + weights
+        folder = Path(model.removeprefix("local-dir:")).expanduser()
+        weights = [folder / f for f in HUB_WEIGHTS if (folder / f).is_file()]
+        if not (folder / HUB_CONFIG).is_file() or not weights:
+            raise UserError(f"{what}: model: {folder} must hold {HUB_CONFIG} and one of {', '.join(HUB_WEIGHTS)} "
+                            "(open_clip's local-dir layout, as a hub repository holds them)")
+        return ClipModelRef(f"local-dir:{folder}", None, {}, {**record, **weights_record(model, weights[0]).as_dict()})
     if model.startswith(HF_PREFIX):
         repo = model[len(HF_PREFIX):].strip("/")
         config = cached_hf_file(repo, HUB_CONFIG)
