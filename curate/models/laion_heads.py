@@ -138,7 +138,8 @@ class ClipNsfwHead:
             x[:, cat.column] = np.where(found, cat.values[at], np.float32(0))
         # float64 after the lookup, rounded to float32 once at the end: in float32, BLAS sums a row in
         # another order in a batch than alone (outputs moved by up to 2.6e-10, a few ulp, on the
-        # 12 real L/14 embeddings), so a row's punsafe would depend on its block; in float64 it does not
+        # 12 real L/14 embeddings), so a row's punsafe would depend on its block; in float64 it does not,
+        # for 6 % of speed (L/14 on 100k rows, one core: 39.3k rows/s vs 41.8k in float32)
         h = (x.astype(np.float64) - self.mean) / self.scale
         for i, (weight, bias) in enumerate(self.layers):
             h = h @ weight + bias
