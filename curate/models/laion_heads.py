@@ -3,8 +3,9 @@ predictors. Each takes L2-normalised *OpenAI* CLIP image embeddings (the ``clip_
 ``clip_image_embedding``) and checks their dimension against its weights.
 
 * NSFW (LAION-5B §3.3 ``punsafe``; github.com/LAION-AI/CLIP-based-NSFW-Detector, MIT): autokeras
-  MLPs for ViT-B/32 (512-d) and ViT-L/14 (768-d), read from the TensorFlow-free ``.npz`` layout
-  of ``../shared/models/README.md``: ``mean``/``variance``, dense ``W0,b0 .. Wn,bn`` (ReLU between),
+  MLPs for ViT-B/32 (512-d) and ViT-L/14 (768-d), read from the released ``.zip`` without
+  TensorFlow (curate.models.keras_nsfw) or from the ``.npz`` layout of
+  ``../shared/models/README.md``: ``mean``/``variance``, dense ``W0,b0 .. Wn,bn`` (ReLU between),
   sigmoid out, and a few ``cat_cols`` that autokeras took for categorical: their value is
   replaced by the integer its ``"%f"`` text maps to in ``cat{c}_keys``/``cat{c}_vals`` (0 when
   absent) before the normalisation.
@@ -21,6 +22,7 @@ predictors. Each takes L2-normalised *OpenAI* CLIP image embeddings (the ``clip_
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import UserError
+from curate.models.keras_nsfw import read_release
 from curate.models.weights import load_state_dict
 
 IMAGE_EMBEDDING = "clip_image_embedding"
@@ -107,11 +110,14 @@ class ClipNsfwHead:
     def __init__(self, path: Path):
         self.path = Path(path)
         try:
-            with np.load(self.path, allow_pickle=False) as arrays:
-                self._read(_Arrays(arrays))
-        except (OSError, ValueError) as err:
-            raise UserError(f"{self.path}: not a LAION CLIP NSFW head in the .npz layout of the docs "
-                            f"(mean, variance, W0, b0 ..., cat_cols): {err}") from None
+            if self.path.suffix == ".zip":  # LAION's release (autokeras SavedModel), read without TensorFlow
+                self._read(_Arrays(read_release(self.path)))
+            else:
+                with np.load(self.path, allow_pickle=False) as arrays:
+                    self._read(_Arrays(arrays))
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise UserError(f"{self.path}: not a LAION CLIP NSFW head (the released autokeras .zip, or the .npz layout "
+                            f"of the docs: mean, variance, W0, b0 ..., cat_cols): {err}") from None
         self.dim = len(self.mean)
         self.clip_model = clip_model_of(self.path, self.dim)
 

@@ -5,7 +5,9 @@ Yahoo's open_nsfw on the image itself, which needs no CLIP.
 
 * ``clip_nsfw``: reads ``clip_image_embedding`` (the ``clip_score`` stage's, of OpenAI CLIP
   ViT-B/32 or ViT-L/14 to match the head), writes ``punsafe``; drops ``nsfw_clip`` (detail
-  ``punsafe=0.1234``) where ``max_punsafe`` is set.
+  ``punsafe=0.1234``) where ``max_punsafe`` is set. LAION's releases:
+  https://raw.githubusercontent.com/LAION-AI/CLIP-based-NSFW-Detector/main/clip_autokeras_nsfw_b32.zip
+  (ViT-B/32) and ``.../clip_autokeras_binary_nsfw.zip`` (ViT-L/14).
 * ``open_nsfw``: reads ``image``, writes ``pnsfw`` (and ``open_nsfw_error``, the decode error);
   drops ``undecodable_image`` always and ``nsfw_image`` (detail ``pnsfw=0.1234``) where
   ``max_pnsfw`` is set.
@@ -65,9 +67,10 @@ def check_weights(ref: str, what: str, load) -> str:
 
 
 class ClipNsfwParams(StageParams):
-    weights: str = Field(description="LAION's CLIP NSFW head in the .npz layout of the docs (clip_nsfw_vit_b_32.npz "
-                                     "for ViT-B/32, clip_nsfw_vit_l_14.npz for ViT-L/14): a path, hf-hub:ORG/REPO/FILE "
-                                     "or URL fetched by `curate models pull`")
+    weights: str = Field(description="LAION's CLIP NSFW head: the released autokeras zip (clip_autokeras_nsfw_b32.zip "
+                                     "for ViT-B/32, clip_autokeras_binary_nsfw.zip for ViT-L/14; no TensorFlow needed) "
+                                     "or the .npz layout of the docs; a path, hf-hub:ORG/REPO/FILE or URL fetched by "
+                                     "`curate models pull`")
     max_punsafe: float | None = Field(None, ge=0.0, le=1.0, description="drop rows with punsafe >= this "
                                                                         "(LAION keeps < 0.5); null: tag only")
 

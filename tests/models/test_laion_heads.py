@@ -193,8 +193,8 @@ def test_wrong_files_are_one_line_errors(tmp_path: Path) -> None:
     np.savez(bad, mean=np.zeros(4, np.float32))
     with pytest.raises(UserError) as err:
         ClipNsfwHead(bad)
-    assert str(err.value) == (f"{bad}: not a LAION CLIP NSFW head in the .npz layout of the docs (mean, variance, W0, "
-                              "b0 ..., cat_cols): no array 'variance'")
+    assert str(err.value) == (f"{bad}: not a LAION CLIP NSFW head (the released autokeras .zip, or the .npz layout of "
+                              "the docs: mean, variance, W0, b0 ..., cat_cols): no array 'variance'")
 
 
 def test_wrong_width_names_the_clip_model() -> None:

@@ -179,3 +179,23 @@ def test_open_nsfw_on_coco_mini(shared_data: Path) -> None:
     assert ledger(out) == [(None, None, None), (None, None, None), ("open_nsfw", "nsfw_image", "pnsfw=0.7296"),
                            (None, None, None)]
     assert [round(p, 4) for p in out.column("pnsfw").to_pylist()] == [0.0001, 0.0152, 0.7296, 0.1345]
+
+
+@pytest.mark.shared_data
+def test_clip_nsfw_from_laions_release_url(tmp_path: Path, monkeypatch) -> None:
+    """The released zip at its URL, in the cache as `curate models pull URL` leaves it: no TensorFlow."""
+    if not NSFW_HEADS.is_dir():
+        pytest.skip(f"needs {NSFW_HEADS}")
+    from curate.models.weights import url_path
+
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
+    url = "https://raw.githubusercontent.com/LAION-AI/CLIP-based-NSFW-Detector/main/clip_autokeras_nsfw_b32.zip"
+    cached = url_path(url)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes((NSFW_HEADS / "clip_autokeras_nsfw_b32.zip").read_bytes())
+    rows = np.load(NSFW_HEADS / "violence_detection_vit_b_32.npy").astype(np.float32)
+    stage = clip_nsfw(url)
+    out = apply_stage(stage, block({"clip_image_embedding": embeddings(rows.tolist(), 512)}))
+    assert out.column("punsafe").to_pylist() == ClipNsfwHead(NSFW_HEADS / "clip_nsfw_vit_b_32.npz")(rows).tolist()
+    assert stage.content_record() == {"model": "laion_clip_nsfw", "ref": url, "sha256": file_sha256(cached),
+                                      "bytes": cached.stat().st_size}
