@@ -29,6 +29,7 @@ from curate.models import clip_configs
 from curate.models.weights import (
     HF_PREFIX,
     cached_hf_file,
+    materialize,
     not_cached,
     pull_file,
     resolve_weights,
@@ -161,8 +162,9 @@ def load(ref: ClipModelRef, device: str = "cpu"):
     import open_clip
 
     clip_configs.register()
+    weights = str(materialize(ref.weights, ref.record.get("sha256"))) if ref.weights else None
     model, _, preprocess = open_clip.create_model_and_transforms(
-        ref.name, pretrained=ref.weights, device=device, weights_only=True, **ref.options)
+        ref.name, pretrained=weights, device=device, weights_only=True, **ref.options)
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(ref.name)
 

@@ -2,6 +2,8 @@
 
 A weights reference is one of
 * a local file or directory (``~`` expanded): used as is;
+* an object-store URI (``s3://``, ``gs://``: where a cluster keeps its weights): checked and hashed
+  on the driver; each node copies it once into its own cache (:func:`materialize`);
 * ``hf-hub:ORG/REPO/FILE`` (one file of a Hugging Face repository; ``hf-hub:ORG/REPO`` with a
   default file name where the caller has one): looked up in the cache;
 * an ``https://`` URL: looked up in the cache, under the URL's hash.
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from curate import storage
 from curate.errors import UserError
 
 HF_PREFIX = "hf-hub:"
@@ -85,9 +88,19 @@ def not_cached(what: str, ref: str) -> UserError:
                      f"CURATE_CACHE), or give a local path to the weights")
 
 
-def resolve_weights(ref: str, what: str, default_file: str | None = None) -> Path:
-    """The local file (or directory) of the weights reference ``ref``; ``what`` names the stage
-    parameter in errors (e.g. ``"aesthetic: weights"``). A one-line UserError when it is missing."""
+def is_store(ref: str) -> bool:
+    """An object-store URI (s3://, gs://), as opposed to a local path, a hub id or a web URL."""
+    return not ref.startswith((HF_PREFIX, "https://", "http://")) and not storage.is_local(ref)
+
+
+def resolve_weights(ref: str, what: str, default_file: str | None = None) -> Path | str:
+    """The local file (or directory) of the weights reference ``ref``, or an object-store URI as
+    is (workers :func:`materialize` it); ``what`` names the stage parameter in errors (e.g.
+    ``"aesthetic: weights"``). A one-line UserError when it is missing."""
+    if is_store(ref):
+        if not storage.exists(ref):
+            raise UserError(f"{what}: {ref} does not exist (or is not readable with this machine's credentials)")
+        return ref
     if ref.startswith(HF_PREFIX):
         repo, filename = split_hf(ref, default_file)
         found = cached_hf_file(repo, filename)
@@ -154,9 +167,12 @@ class WeightsRecord:
         return {"ref": self.ref, "sha256": self.sha256, "bytes": self.bytes}
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path | str) -> str:
     """sha256 of a file, or of a directory's files (sorted relative names and contents); cached per
-    process while every file's size and mtime stay the same (a ViT-L/14 file takes ~1 s to hash)."""
+    process while every file's size and mtime stay the same (a ViT-L/14 file takes ~1 s to hash).
+    An object-store URI is read once, streamed."""
+    if isinstance(path, str) and is_store(path):
+        return _store_sha256(path, tuple(storage.fingerprint(path)))
     root = Path(path).resolve()
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
@@ -175,8 +191,44 @@ def _sha256(root: str, is_dir: bool, stamp: tuple) -> str:
     return digest.hexdigest()
 
 
-def weights_record(ref: str, path: Path) -> WeightsRecord:
-    """The manifest record of weights ``ref`` found at ``path``."""
+@lru_cache(maxsize=16)
+def _store_sha256(uri: str, fingerprint: tuple) -> str:  # the object's size and mtime key the cache
+    digest = hashlib.sha256()
+    with storage.open_input(uri) as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def materialize(weights: str | Path, sha256: str | None = None) -> Path:
+    """A local path of ``weights``: itself when local; for an object-store URI, a copy in this
+    node's cache (``<cache>/store/<sha256>/<name>``), made once per node and checked against the
+    hash the driver recorded (an object replaced mid-run is an error, not a silent other model)."""
+    if not (isinstance(weights, str) and is_store(weights)):
+        return Path(weights)
+    digest = sha256 or file_sha256(weights)
+    target = cache_dir() / "store" / digest[:32] / Path(weights.rstrip("/")).name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # actors of one node may race: rename is atomic
+    got = hashlib.sha256()
+    with storage.open_input(weights) as source, open(partial, "wb") as out:
+        while chunk := source.read(1 << 22):
+            got.update(chunk)
+            out.write(chunk)
+    if got.hexdigest() != digest:
+        partial.unlink()
+        raise UserError(f"{weights}: its sha256 is now {got.hexdigest()[:16]}, not the {digest[:16]} this run recorded "
+                        "(the object was replaced; rerun to score with the new weights)")
+    partial.replace(target)
+    return target
+
+
+def weights_record(ref: str, path: Path | str) -> WeightsRecord:
+    """The manifest record of weights ``ref`` found at ``path`` (a local path or a store URI)."""
+    if isinstance(path, str) and is_store(path):
+        return WeightsRecord(ref, file_sha256(path), storage.file_size(path))
     path = Path(path)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     return WeightsRecord(ref, file_sha256(path), size)
