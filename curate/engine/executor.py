@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from curate.config import InputSpec
 from curate.engine.blocks import split_alive
 from curate.engine.global_phase import with_partition
-from curate.engine.operators import add_stage, ready
+from curate.engine.operators import add_stage, check_room_for_tasks, operators_of, ready
 from curate.engine.partstore import PartStore
 from curate.errors import UserError
 from curate.io.readers import Unit, read_unit
@@ -155,7 +155,9 @@ class Executor:
         # Ray Data reserves resources per operator so that actor pools (GPU stages) are not
         # starved; a plan of tasks only gains nothing from it and loses ~20% of its CPU slots
         # to the gaps it leaves (measured with benchmarks/parallel_efficiency.py: 78% -> 93% busy).
-        DataContext.get_current().op_resource_reservation_enabled = any(s.resources.gpus > 0 for s in stages)
+        parts = [part for stage in stages for _, part, _ in operators_of(stage, self.run_token)]
+        DataContext.get_current().op_resource_reservation_enabled = any(p.resources.gpus > 0 for p in parts)
+        check_room_for_tasks(parts, ray.cluster_resources().get("CPU", 0))
         items = [{"unit": json.dumps(asdict(u))} for u in units]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         ds = ds.map_batches(read_units, batch_size=1, batch_format="pyarrow", zero_copy_batch=True,

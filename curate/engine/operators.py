@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from curate.engine.blocks import apply_stage
 from curate.engine.node_setup import setup_on_node_once
+from curate.errors import UserError
 from curate.stages.base import Resources, Stage
 
 # Per-process cache of set-up stages, so ``setup()`` runs once per worker, not per block.
@@ -102,6 +103,23 @@ def operators_of(stage: Stage, token: str) -> list[tuple[str, Stage, str]]:
     for part in parts:
         part.name = stage.name  # the ledger names the stage the user wrote, not its parts
     return [(f"{stage.name}.{part.kind}", part, f"{token}.{index}") for index, part in enumerate(parts)]
+
+
+def check_room_for_tasks(parts: list[Stage], cluster_cpus: float) -> None:
+    """Refuse a plan that would hang: an actor pool that Ray Data cannot fuse with the tasks before
+    it (its resources differ from a task's: more CPUs, or a GPU) keeps its minimum actors for the
+    whole run, so the cluster must keep at least one CPU beside them for those tasks (a
+    ``clip_score`` with ``resources: {cpus: 2}`` on a 2-CPU machine read nothing for 3 minutes)."""
+    task = Resources()
+    for part in parts:
+        resources = part.resources
+        if not runs_in_actors(part) or (resources.cpus, resources.gpus) == (task.cpus, task.gpus):
+            continue
+        held = resources.cpus * (resources.actors or (1, None))[0]
+        if held + task.cpus > cluster_cpus:
+            raise UserError(f"{part.name}: its actors take {held:g} of the cluster's {cluster_cpus:g} CPUs, leaving none "
+                            "for the tasks that feed them (reading, decoding): lower its resources.cpus (or actors) "
+                            "or run on more CPUs")
 
 
 def add_stage(ds, stage: Stage, token: str):
