@@ -78,15 +78,19 @@ def pair_tensors(pairs: Iterable[Pair], preprocess, tokenizer):
 
 def embed(model, images, texts, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised float32 image and text embeddings, row-aligned."""
+    return _encode(model.encode_image, images, batch_size), embed_texts(model, texts, batch_size)
+
+
+def embed_texts(model, texts, batch_size: int = 256) -> np.ndarray:
+    return _encode(model.encode_text, texts, batch_size)
+
+
+def _encode(encode, inputs, batch_size: int) -> np.ndarray:
     import torch
 
-    image_parts, text_parts = [], []
     with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            image_parts.append(model.encode_image(images[start:start + batch_size], normalize=True))
-        for start in range(0, len(texts), batch_size):
-            text_parts.append(model.encode_text(texts[start:start + batch_size], normalize=True))
-    return torch.cat(image_parts).float().numpy(), torch.cat(text_parts).float().numpy()
+        parts = [encode(inputs[start:start + batch_size], normalize=True) for start in range(0, len(inputs), batch_size)]
+    return torch.cat(parts).float().numpy()
 
 
 def train_contrastive(model, images, texts, *, epochs: int, batch_size: int, lr: float, weight_decay: float,

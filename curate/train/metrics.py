@@ -38,14 +38,14 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 def equal_error_threshold(positive: np.ndarray, negative: np.ndarray) -> float:
     """The threshold t (keep score >= t) where the share of positives below t and the share of
-    negatives at or above t are closest (the equal-error point), halfway between the two scores
-    that bound it so that neither is on the edge."""
+    negatives at or above t are closest (the equal-error point; among equally close ones, the
+    fewest errors in all), halfway between the two scores that bound it so neither is on the edge."""
     pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
     candidates = np.unique(np.concatenate([pos, neg, [np.inf]]))
     pos_sorted, neg_sorted = np.sort(pos), np.sort(neg)
     false_reject = np.searchsorted(pos_sorted, candidates, side="left") / len(pos)
     false_accept = 1 - np.searchsorted(neg_sorted, candidates, side="left") / len(neg)
-    best = int(np.argmin(np.maximum(false_reject, false_accept)))
+    best = int(np.lexsort((false_reject + false_accept, np.abs(false_reject - false_accept)))[0])
     if best == 0:
         return float(candidates[0])
     return float((candidates[best - 1] + candidates[best]) / 2) if np.isfinite(candidates[best]) else float(
