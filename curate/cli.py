@@ -63,8 +63,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="bigrams with at least this log2 PMI (MetaCLIP: 30, on Wikipedia; at most log2 of the "
                             "corpus' tokens)")
     from curate.models.cli import add_parsers as add_model_parsers
+    from curate.train.cli import add_parsers as add_train_parsers
 
     add_model_parsers(commands)
+    add_train_parsers(commands)
     return parser
 
 
@@ -111,10 +113,12 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.command == "metaclip" and args.tool == "build-metadata":
         return _build_metadata(args, console)
     from curate.models.cli import dispatch as models_dispatch
+    from curate.train.cli import dispatch as train_dispatch
 
-    handled = models_dispatch(args, console)
-    if handled is not None:
-        return handled
+    for dispatch in (models_dispatch, train_dispatch):
+        handled = dispatch(args, console)
+        if handled is not None:
+            return handled
     raise AssertionError(args)
 
 
