@@ -94,17 +94,20 @@ def _encode(encode, inputs, batch_size: int) -> np.ndarray:
 
 
 def train_contrastive(model, images, texts, *, epochs: int, batch_size: int, lr: float, weight_decay: float,
-                      warmup_fraction: float, seed: int,
+                      warmup_fraction: float, seed: int, steps: int | None = None,
                       progress: Callable[[str], None] | None = None) -> list[float]:
     """Trains ``model`` in place on row-aligned pairs; returns the mean loss of each epoch.
-    Batches are a seeded permutation per epoch (the last partial batch dropped)."""
+    Batches are a seeded permutation per epoch (the last partial batch dropped). ``steps``, when
+    given, replaces ``epochs``: that many batches, the last epoch cut short (equal samples seen
+    on sets of different sizes)."""
     import open_clip
     import torch
 
     steps_per_epoch = len(images) // batch_size
     if steps_per_epoch < 1:
         raise UserError(f"{len(images)} training pairs are fewer than one batch of {batch_size}")
-    total = steps_per_epoch * epochs
+    total = steps if steps is not None else steps_per_epoch * epochs
+    epochs = -(-total // steps_per_epoch)
     warmup = max(1, round(total * warmup_fraction))
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "bias" in n or "logit_scale" in n]
     decay = [p for n, p in model.named_parameters() if not (p.ndim < 2 or "bias" in n or "logit_scale" in n)]
@@ -117,8 +120,8 @@ def train_contrastive(model, images, texts, *, epochs: int, batch_size: int, lr:
     model.train()
     for epoch in range(epochs):
         order = torch.randperm(len(images), generator=generator)
-        total_loss = 0.0
-        for batch in range(steps_per_epoch):
+        total_loss, batches = 0.0, min(steps_per_epoch, total - step)
+        for batch in range(batches):
             for group in optimizer.param_groups:
                 group["lr"] = _lr(step, lr, warmup, total)
             index = order[batch * batch_size:(batch + 1) * batch_size]
@@ -131,7 +134,7 @@ def train_contrastive(model, images, texts, *, epochs: int, batch_size: int, lr:
                 model.logit_scale.clamp_(0, math.log(100))
             total_loss += loss.item()
             step += 1
-        losses.append(total_loss / steps_per_epoch)
+        losses.append(total_loss / batches)
         if progress is not None:
             progress(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.3f} ({time.monotonic() - started:.1f} s)")
     model.eval()
