@@ -105,7 +105,7 @@ class ShortCaptionShare(BroadcastFilter):
         return Decision(keep=pc.invert(drop), reason=pc.if_else(drop, "short_captions_common", pa.scalar(None, pa.string())))
 
 
-def test_broadcast_state_reaches_every_worker(tmp_path, ray_session, monkeypatch) -> None:
+def test_broadcast_state_reaches_every_worker(tmp_path, sort_shuffle, monkeypatch) -> None:
     monkeypatch.setattr(global_phase, "LOCAL_REDUCE_BYTES", -1)
     spec = _spec(_input(tmp_path), {"stage": "test_short_caption_share"})
     spec["input"].pop("uid_column")
@@ -190,9 +190,11 @@ class TwoKeyVerdicts(GlobalFilter):
 
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["in_process", "ray_data"])
-def test_partial_verdicts_of_one_row_from_two_partitions_are_merged(tmp_path, ray_session, monkeypatch, shuffle) -> None:
+def test_partial_verdicts_of_one_row_from_two_partitions_are_merged(tmp_path, ray_session, monkeypatch, request,
+                                                                    shuffle) -> None:
     if shuffle:
         monkeypatch.setattr(global_phase, "LOCAL_REDUCE_BYTES", -1)
+        request.getfixturevalue("sort_shuffle")
     monkeypatch.setattr(global_phase, "ROWS_PER_PARTITION", 4)  # 10 partitions: a row's two keys mostly split
     spec = _spec(_input(tmp_path), {"stage": "test_two_key_verdicts"})
     spec["input"].pop("uid_column")

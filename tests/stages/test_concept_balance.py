@@ -281,7 +281,7 @@ def test_a_missing_wordnet_is_one_line_at_spec_check(tmp_path: Path) -> None:
 
 
 @needs_wordnet
-def test_through_the_engine_on_units_of_21_rows(tmp_path: Path, ray_session, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_through_the_engine_on_units_of_21_rows(tmp_path: Path, sort_shuffle, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real run on Ray (observe in the stage's actors, the reduce on a Ray worker after a
     shuffle, as for summaries over 32 MB, verdicts per unit) on units of 21 rows keeps the uids the
     in-process reduce keeps with every row in one unit; every dropped row has its reason."""
