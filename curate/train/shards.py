@@ -62,7 +62,7 @@ def _train_data(shards: Path, names: list[str]) -> str:
         values = [int(m.group(1)) for m in numbers]
         if values == list(range(values[0], values[0] + len(values))):
             if len(values) == 1:
-                return str(shards / names[0])
+                return str((shards / names[0]).resolve())
             first, last = numbers[0].group(1), numbers[-1].group(1)
             return f"{shards.resolve()}/{{{first}..{last}}}.tar"
     return "::".join(str((shards / name).resolve()) for name in names)
