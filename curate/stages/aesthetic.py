@@ -20,10 +20,9 @@ import pyarrow.compute as pc
 from pydantic import Field, ValidationInfo, field_validator
 
 from curate.models.laion_heads import IMAGE_EMBEDDING, AestheticHead, image_embeddings, scores_column
-from curate.models.weights import resolve_weights, weights_record
 from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
 from curate.stages.registry import register
-from curate.stages.safety import check_weights, keep_all, no_embedding
+from curate.stages.safety import HeadWeights, check_weights, keep_all, no_embedding
 
 
 class AestheticParams(StageParams):
@@ -52,14 +51,13 @@ class AestheticFilter(Filter):
 
     def __init__(self, params: AestheticParams, name: str | None = None):
         super().__init__(params, name)
-        self.weights_path = resolve_weights(params.weights, f"{self.kind}: weights")  # on the driver, at spec check
+        self.weights = HeadWeights(params.weights, f"{self.kind}: weights", f"laion_aesthetic_{params.head}")
 
     def content_record(self) -> dict:
-        return {"model": f"laion_aesthetic_{self.params.head}",
-                **weights_record(self.params.weights, self.weights_path).as_dict()}
+        return self.weights.record()
 
     def setup(self) -> None:
-        self._head = AestheticHead(self.weights_path, self.params.head)
+        self._head = AestheticHead(self.weights.local_path(), self.params.head)
 
     def teardown(self) -> None:
         self._head = None

@@ -17,6 +17,8 @@ Thresholds drop ``score >= max`` (LAION keeps ``punsafe < 0.5``); unset, the sta
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,7 +26,7 @@ from pydantic import Field, field_validator
 
 from curate.errors import UserError
 from curate.models.laion_heads import IMAGE_EMBEDDING, ClipNsfwHead, image_embeddings, scores_column
-from curate.models.weights import resolve_weights, weights_record
+from curate.models.weights import materialize, resolve_weights, weights_record
 from curate.schema import IMAGE
 from curate.stages.base import Decision, Filter, Resources, Rule, StageParams, append_columns, first_failure
 from curate.stages.registry import register
@@ -58,12 +60,32 @@ def image_decision(scored: pa.Table, error: str, rule: Rule | None) -> Decision:
 
 
 def check_weights(ref: str, what: str, load) -> str:
-    """A weights reference that resolves and loads (``load(path)``), else ValueError (a spec error)."""
+    """A weights reference that resolves and loads (``load(path)``; an object-store URI through
+    this node's cache), else ValueError (a spec error)."""
     try:
-        load(resolve_weights(ref, what))
+        load(materialize(resolve_weights(ref, what)))
     except UserError as err:
         raise ValueError(str(err)) from None
     return ref
+
+
+class HeadWeights:
+    """A stage's ``weights``: resolved on the driver at spec check (a local path, or an object-store
+    URI as is), recorded for the manifest, and made local on each worker (:func:`materialize`,
+    checked against the recorded sha256)."""
+
+    def __init__(self, ref: str, what: str, model: str):
+        self.ref, self.model = ref, model
+        self.resolved = resolve_weights(ref, what)
+        self.sha256: str | None = None
+
+    def record(self) -> dict:
+        record = weights_record(self.ref, self.resolved)
+        self.sha256 = record.sha256
+        return {"model": self.model, **record.as_dict()}
+
+    def local_path(self) -> Path:
+        return materialize(self.resolved, self.sha256)
 
 
 class ClipNsfwParams(StageParams):
@@ -91,13 +113,13 @@ class ClipNsfwFilter(Filter):
 
     def __init__(self, params: ClipNsfwParams, name: str | None = None):
         super().__init__(params, name)
-        self.weights_path = resolve_weights(params.weights, f"{self.kind}: weights")  # on the driver, at spec check
+        self.weights = HeadWeights(params.weights, f"{self.kind}: weights", "laion_clip_nsfw")
 
     def content_record(self) -> dict:
-        return {"model": "laion_clip_nsfw", **weights_record(self.params.weights, self.weights_path).as_dict()}
+        return self.weights.record()
 
     def setup(self) -> None:
-        self._head = ClipNsfwHead(self.weights_path)
+        self._head = ClipNsfwHead(self.weights.local_path())
 
     def teardown(self) -> None:
         self._head = None

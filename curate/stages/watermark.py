@@ -18,11 +18,11 @@ from pydantic import Field, field_validator
 from curate.errors import UserError
 from curate.models.laion_heads import scores_column
 from curate.models.watermark import RELEASED
-from curate.models.weights import load_state_dict, resolve_weights, weights_record
+from curate.models.weights import load_state_dict
 from curate.schema import IMAGE
 from curate.stages.base import Decision, Filter, Resources, RunContext, StageParams, append_columns
 from curate.stages.registry import register
-from curate.stages.safety import at_least, check_weights, image_decision
+from curate.stages.safety import HeadWeights, at_least, check_weights, image_decision
 
 
 def _load(path) -> object:
@@ -63,7 +63,7 @@ class WatermarkFilter(Filter):
 
     def __init__(self, params: WatermarkParams, name: str | None = None):
         super().__init__(params, name)
-        self.weights_path = resolve_weights(params.weights, f"{self.kind}: weights")  # on the driver, at spec check
+        self.weights = HeadWeights(params.weights, f"{self.kind}: weights", "laion_watermark_efficientnet_b3")
 
     def bind(self, context: RunContext) -> None:
         if self.params.device == "cuda" and self.resources.gpus <= 0:
@@ -71,8 +71,7 @@ class WatermarkFilter(Filter):
                             "(or device: auto)")
 
     def content_record(self) -> dict:
-        return {"model": "laion_watermark_efficientnet_b3",
-                **weights_record(self.params.weights, self.weights_path).as_dict()}
+        return self.weights.record()
 
     def setup(self) -> None:
         import torch
@@ -83,7 +82,7 @@ class WatermarkFilter(Filter):
         elif wanted == "cuda" and not torch.cuda.is_available():
             raise UserError(f"{self.name}: device cuda, but torch sees no GPU on this worker (device: auto runs on CPU)")
         self._device = wanted
-        self._model = _load(self.weights_path).to(wanted)
+        self._model = _load(self.weights.local_path()).to(wanted)
 
     def teardown(self) -> None:
         self._model = None
