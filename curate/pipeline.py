@@ -54,8 +54,9 @@ def run_pipeline(
     """Run a pipeline spec (YAML path or dict) to completion, resuming where possible."""
     console = console or Console(stderr=True)
     spec = parse_spec(source, overrides)
-    _ensure_synth(spec)  # before the stages are checked: a stage may read a file the corpus carries (its blocklist)
+    _ensure_synth(spec, lists_only=True)  # a stage may read a file the corpus carries (its blocklist)
     stages = build_stages(spec, spec_label(source))
+    _ensure_synth(spec)  # after the stages are checked: a missing model weighs less than drawing 3,000 images
     if output:
         spec.output.path = output
     run = RunDir(spec.output.path or os.path.join("runs", spec.name))
@@ -118,13 +119,16 @@ def _storage_errors(root: Path) -> Iterator[None]:
         raise failure from err
 
 
-def _ensure_synth(spec: PipelineSpec) -> None:
+def _ensure_synth(spec: PipelineSpec, lists_only: bool = False) -> None:
     if spec.input.synth is None:
         return
-    from curate.sample.synth import write_synth_corpus
+    from curate.sample.synth import write_corpus_lists, write_synth_corpus
 
     target = spec.input.serve or os.path.dirname(spec.input.path if isinstance(spec.input.path, str) else spec.input.path[0])
-    write_synth_corpus(target, spec.input.synth.n, spec.input.synth.seed)
+    if lists_only:
+        write_corpus_lists(target)
+    else:
+        write_synth_corpus(target, spec.input.synth.n, spec.input.synth.seed)
 
 
 def _input_fingerprint(paths: list[str]) -> list:

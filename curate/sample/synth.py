@@ -271,13 +271,20 @@ def write_synth_corpus(out_dir: str | Path, n: int, seed: int = 0) -> Path:
 
     table, written = _build(images, n, seed)
     _sweep_stale(images, written)
-    (out / BLOCKLIST_DIR).mkdir(exist_ok=True)
-    (out / BLOCKLIST_DIR / "en").write_text("\n".join(BLOCKLIST_WORDS) + "\n")
+    write_corpus_lists(out)
     tmp = parquet_path.with_name(parquet_path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd", compression_level=3, use_dictionary=["noise"])
     os.replace(tmp, parquet_path)
     state_path.write_text(json.dumps(state, sort_keys=True, indent=2) + "\n")
     return parquet_path
+
+
+def write_corpus_lists(out_dir: str | Path) -> None:
+    """The files the corpus carries for stages to read (``blocklists/en``), without the corpus:
+    cheap, so a pipeline's stages can be checked before the corpus is drawn."""
+    lists = Path(out_dir) / BLOCKLIST_DIR
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "en").write_text("\n".join(BLOCKLIST_WORDS) + "\n")
 
 
 # ---------------------------------------------------------------- planning

@@ -65,7 +65,20 @@ class ClipScoreParams(StageParams):
             if self.train is None and not (Path(self.filter_net).expanduser() / "filter_net.json").is_file():
                 raise ValueError(f"filter_net: {self.filter_net} holds no filtering network (filter_net.json): train one "
                                  "with `train:` or give the directory of one")
+            if self.train is not None:
+                from pydantic import ValidationError
+
+                from curate.train.filter_net import FilterNetSpec
+
+                try:
+                    FilterNetSpec(**self.train)
+                except ValidationError as err:
+                    first = err.errors()[0]
+                    raise ValueError(f"train.{'.'.join(map(str, first['loc']))}: {first['msg']} "
+                                     f"(options: {', '.join(FilterNetSpec.model_fields)})") from None
             return self
+        if self.train is not None:
+            raise ValueError("train: needs filter_net (the directory the filtering network is trained into)")
         if self.threshold == CALIBRATED:
             raise ValueError("threshold: calibrated needs a filter_net (a pretrained model has no calibrated threshold)")
         try:
