@@ -131,8 +131,9 @@ def ray_session():
 def sort_shuffle(ray_session):
     """Ray Data's sort shuffle for this test's reduce on the cluster. Ray's default hash shuffle
     (what ``curate run`` uses, and what test_cluster_shuffle_equals_in_process_reduce keeps) starts
-    aggregator actors per groupby: 10-20 s for a groupby of 40 rows on the 2-core test machine,
-    against 0.7 s sorted (same data, same session). Both give each group whole to one call."""
+    aggregator actors per groupby: 16-21 s for a groupby of 40 rows on the 2-core test machine
+    (load ~14), against 0.7 s sorted once warm (same data, same session); a url_dedup run reduced on
+    the cluster took 50 s hashed, 16-19 s sorted. Both give each group whole to one call."""
     from ray.data import DataContext
     from ray.data.context import ShuffleStrategy
 
