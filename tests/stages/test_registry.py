@@ -126,7 +126,7 @@ def test_a_third_party_stage_from_an_entry_point(tmp_path: Path) -> None:
     module, reasons, unknown = json.loads(done.stdout)
     assert module == "curate_extra" and reasons == ["caption_has_digit", None]
     assert unknown.startswith("<dict>: stages[0].stage: unknown stage 'no_digit' "
-                              "(valid: align_caption, align_frequency, caption_blocklist, ")
+                              "(valid: aesthetic, align_caption, align_frequency, caption_blocklist, ")
     assert "no_digits" in unknown.removesuffix(")").split(", ")
 
 
