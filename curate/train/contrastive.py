@@ -102,6 +102,7 @@ def train_contrastive(model, images, texts, *, epochs: int, batch_size: int, lr:
     on sets of different sizes)."""
     import open_clip
     import torch
+    from open_clip_train.scheduler import cosine_lr
 
     steps_per_epoch = len(images) // batch_size
     if steps_per_epoch < 1:
@@ -114,6 +115,7 @@ def train_contrastive(model, images, texts, *, epochs: int, batch_size: int, lr:
     optimizer = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0},
                                    {"params": decay, "weight_decay": weight_decay}], lr=lr)
     loss_fn = open_clip.ClipLoss()
+    schedule = cosine_lr(optimizer, lr, warmup, total)  # open_clip_train's own schedule
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     step, started = 0, time.monotonic()
@@ -122,8 +124,7 @@ def train_contrastive(model, images, texts, *, epochs: int, batch_size: int, lr:
         order = torch.randperm(len(images), generator=generator)
         total_loss, batches = 0.0, min(steps_per_epoch, total - step)
         for batch in range(batches):
-            for group in optimizer.param_groups:
-                group["lr"] = _lr(step, lr, warmup, total)
+            schedule(step)
             index = order[batch * batch_size:(batch + 1) * batch_size]
             image_features, text_features, logit_scale = model(images[index], texts[index])
             loss = loss_fn(image_features, text_features, logit_scale)
@@ -139,10 +140,3 @@ def train_contrastive(model, images, texts, *, epochs: int, batch_size: int, lr:
             progress(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.3f} ({time.monotonic() - started:.1f} s)")
     model.eval()
     return losses
-
-
-def _lr(step: int, peak: float, warmup: int, total: int) -> float:
-    """open_clip_train's cosine_lr: linear warmup to ``peak``, then half a cosine to 0."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))) * peak
