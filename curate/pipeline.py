@@ -74,6 +74,10 @@ def run_pipeline(
             for stage in stages:  # before prepare: binding reads (or builds) what content_record identifies
                 stage.bind(context)
             records = {stage.name: record for stage in stages if (record := stage.content_record()) is not None}
+            if any(stage.kind == "clip_score" for stage in stages):  # a caption-only run imports no model code
+                from curate.stages.clip import check_embedding_widths
+
+                check_embedding_widths(stages)
             resumed = run.prepare(spec, _input_fingerprint(plan.paths), len(units), overwrite, records)
             run.update_manifest(stage_order=stage_order, state="running")
             for line in run.recover():

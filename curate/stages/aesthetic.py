@@ -56,6 +56,11 @@ class AestheticFilter(Filter):
     def content_record(self) -> dict:
         return self.weights.record()
 
+    def embedding_width(self) -> tuple[int, str]:
+        """(the embedding width the head takes, the CLIP model it was trained on), on the driver."""
+        head = AestheticHead(self.weights.local_path(), self.params.head)
+        return head.dim, head.clip_model
+
     def setup(self) -> None:
         self._head = AestheticHead(self.weights.local_path(), self.params.head)
 

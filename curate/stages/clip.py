@@ -168,3 +168,22 @@ class ClipScoreFilter(Filter):
         detail = pc.binary_join_element_wise("clip_score=", pc.cast(pc.round(score, 4), pa.string()), "")
         return Decision(keep=pc.invert(low), reason=pc.if_else(low, "clip_score_too_low", pa.scalar(None, pa.string())),
                         detail=pc.if_else(low, detail, pa.scalar(None, pa.string())))
+
+
+def check_embedding_widths(stages: list) -> None:
+    """On the driver, before any row is read: a head reading ``clip_image_embedding`` (a stage
+    with ``embedding_width()``) must take the width the CLIP stage before it makes; otherwise it
+    would fail on its first batch, after every download."""
+    source = None
+    for stage in stages:
+        if isinstance(stage, ClipScoreFilter) and stage.ref is not None:
+            source = stage
+        width_of = getattr(stage, "embedding_width", None)
+        if width_of is None or source is None:
+            continue
+        made = open_clip_models.embed_dim(source.ref)
+        takes, trained_on = width_of()
+        if made is not None and takes != made:
+            raise UserError(f"{stage.name}: its head takes {takes}-d embeddings ({trained_on}), but {source.name} makes "
+                            f"{made}-d ones ({source.ref.record.get('model')}): give {stage.name} the head of that model, "
+                            f"or score with {trained_on} in {source.name}")

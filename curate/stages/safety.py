@@ -118,6 +118,11 @@ class ClipNsfwFilter(Filter):
     def content_record(self) -> dict:
         return self.weights.record()
 
+    def embedding_width(self) -> tuple[int, str]:
+        """(the embedding width the head takes, the CLIP model it was trained on), on the driver."""
+        head = ClipNsfwHead(self.weights.local_path())
+        return head.dim, head.clip_model
+
     def setup(self) -> None:
         self._head = ClipNsfwHead(self.weights.local_path())
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from curate.config import load_spec
 from curate.engine.blocks import apply_stage
-from curate.errors import ConfigError
+from curate.errors import ConfigError, UserError
 from curate.models import open_clip_models
 from curate.schema import DROP_DETAIL, DROP_REASON, DROP_STAGE, ROW, UNIT
 from curate.stages.base import released_columns
@@ -181,3 +181,22 @@ def test_offline_error_names_both_fixes(tmp_path, monkeypatch) -> None:
     assert f"is not in the model cache {tmp_path / 'cache'} and this run does not download: run `curate models " \
            "pull ViT-B-32:openai` on a machine with internet" in str(err.value)
     assert "or give a local path to the weights" in str(err.value)
+
+
+def test_a_head_of_another_width_is_refused_before_any_row(weights, tmp_path) -> None:
+    """An NSFW head for ViT-B/32 (512-d) after a micro CLIP (32-d) fails on the driver, naming both."""
+    import numpy as np
+
+    from curate.stages.clip import check_embedding_widths
+    from curate.stages.safety import ClipNsfwFilter, ClipNsfwParams
+
+    head = tmp_path / "clip_nsfw_vit_b_32.npz"
+    np.savez(head, mean=np.zeros(512, np.float32), variance=np.ones(512, np.float32),
+             W0=np.zeros((512, 1), np.float32), b0=np.zeros(1, np.float32), cat_cols=np.zeros(0, np.int64))
+    nsfw = ClipNsfwFilter(ClipNsfwParams(weights=str(head)))
+    with pytest.raises(UserError) as err:
+        check_embedding_widths([_stage(weights), nsfw])
+    assert str(err.value) == ("clip_nsfw: its head takes 512-d embeddings (OpenAI CLIP ViT-B/32), but clip_score makes "
+                              "32-d ones (curate-micro-clip): give clip_nsfw the head of that model, or score with OpenAI "
+                              "CLIP ViT-B/32 in clip_score")
+    check_embedding_widths([nsfw])  # no CLIP stage before it (embeddings from the input): nothing to compare
