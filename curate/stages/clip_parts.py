@@ -130,6 +130,7 @@ class ClipEmbed(Stage):
                  name: str | None = None):
         super().__init__(params, name)
         self.ref, self.device, self.precision = ref, device, precision
+        self.threads: int | None = None  # torch threads on the CPU (None: resources.cpus)
         self._model = None
 
     def setup(self) -> None:
@@ -142,8 +143,9 @@ class ClipEmbed(Stage):
     def _load(self) -> None:
         import torch
 
-        if self.device == "cpu":
-            torch.set_num_threads(max(1, int(self.resources.cpus)))
+        if self.device == "cpu":  # the YAML's cpus when given, else every core of the node (see ClipScoreFilter.expand)
+            threads = self.threads if self.threads and "cpus" not in self.resource_overrides else self.resources.cpus
+            torch.set_num_threads(max(1, int(threads)))
         self._model, preprocess, _ = open_clip_models.load(self.ref, self.device)
         _, normalize = split_transform(preprocess)
         shape = (1, 3, 1, 1)

@@ -29,7 +29,7 @@ def test_a_pool_holding_every_cpu_is_refused() -> None:
 
 
 def test_pools_that_fuse_with_tasks_or_leave_room_pass() -> None:
-    check_room_for_tasks(_parts(), 1)  # 1 CPU like a task: Ray Data fuses the tasks into the actor
+    check_room_for_tasks(_parts(cpus=1), 1)  # 1 CPU like a task: Ray Data fuses the tasks into the actor
     check_room_for_tasks(_parts(cpus=2), 3)
     check_room_for_tasks(_parts(cpus=1, gpus=1), 2)  # a GPU actor and one CPU for its feeders
 

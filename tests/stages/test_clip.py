@@ -200,3 +200,13 @@ def test_a_head_of_another_width_is_refused_before_any_row(weights, tmp_path) ->
                               "32-d ones (curate-micro-clip): give clip_nsfw the head of that model, or score with OpenAI "
                               "CLIP ViT-B/32 in clip_score")
     check_embedding_widths([nsfw])  # no CLIP stage before it (embeddings from the input): nothing to compare
+
+
+def test_on_the_cpu_one_actor_computes_on_every_core(weights) -> None:
+    """Ray Data kept a single 1-CPU actor busy: the CPU actor takes all but one logical CPU of a
+    node (the tasks around it keep one) and a thread per core; YAML cpus set both."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    _, embed, _ = _stage(weights).expand()
+    assert (embed.resources.cpus, embed.threads, embed.device) == (max(1, cores - 1), cores, "cpu")
