@@ -145,6 +145,14 @@ def sort_shuffle(ray_session):
 
 
 @pytest.fixture(scope="session")
+def shared_models() -> Path:
+    path = SHARED / "models"
+    if not path.is_dir():
+        pytest.skip(f"needs {path} (real third-party weights; see ../shared/models/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = SHARED / "data"
     if not path.is_dir():

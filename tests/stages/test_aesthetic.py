@@ -80,7 +80,7 @@ def ratings(tag: str) -> list[list[float]]:
 
 
 @pytest.mark.shared_data
-def test_v1_b32_on_the_rating_embeddings() -> None:
+def test_v1_b32_on_the_rating_embeddings(shared_models) -> None:
     stage = aesthetic(MODELS / "laion-aesthetic" / "sa_0_4_vit_b_32_linear.pth", head="v1", min_score=5)
     out = apply_stage(stage, block(ratings("b_32"), 512))
     assert (np.diff(out.column("aesthetic").to_numpy()) > 0).all()
@@ -89,7 +89,7 @@ def test_v1_b32_on_the_rating_embeddings() -> None:
 
 
 @pytest.mark.shared_data
-def test_improved_on_the_rating_embeddings() -> None:
+def test_improved_on_the_rating_embeddings(shared_models) -> None:
     stage = aesthetic(MODELS / "improved-aesthetic" / "sac+logos+ava1-l14-linearMSE.pth", min_score=5)
     out = apply_stage(stage, block(ratings("l_14"), 768))
     assert [round(s, 2) for s in out.column("aesthetic").to_pylist()] == [1.66, 2.36, 3.07, 3.67, 4.24, 4.7, 5.07, 5.37,
