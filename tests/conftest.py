@@ -144,20 +144,22 @@ def sort_shuffle(ray_session):
     context.shuffle_strategy = before
 
 
+def _shared(folder: str, what: str) -> Path:
+    """``../shared/<folder>``, or a skip naming it where it is missing."""
+    path = SHARED / folder
+    if not path.is_dir():
+        pytest.skip(f"needs {path} (real third-party {what}; see ../shared/{folder}/README.md)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_models() -> Path:
-    path = SHARED / "models"
-    if not path.is_dir():
-        pytest.skip(f"needs {path} (real third-party weights; see ../shared/models/README.md)")
-    return path
+    return _shared("models", "weights")
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    path = SHARED / "data"
-    if not path.is_dir():
-        pytest.skip(f"needs {path} (real third-party data; see ../shared/data/README.md)")
-    return path
+    return _shared("data", "data")
 
 
 @pytest.fixture(scope="session")
