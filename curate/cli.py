@@ -1,4 +1,5 @@
-"""The ``curate`` command: run, stats, sample.
+"""The ``curate`` command: run, sample, metaclip; stats/report/show, models, train and submit come from
+their packages' ``cli`` modules.
 
 User mistakes (bad YAML, missing column, unreadable input) exit 2 with one line on stderr and
 no traceback; bugs raise.
@@ -7,12 +8,18 @@ no traceback; bugs raise.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from rich.console import Console
 
 from curate.errors import UserError
+from curate.jobs import cli as jobs_cli
+from curate.models import cli as models_cli
+from curate.stats import cli as stats_cli
+from curate.train import cli as train_cli
+
+#: Modules that add commands (``add_parsers``) and run them (``dispatch``: None when not theirs).
+_COMMAND_MODULES = (stats_cli, models_cli, train_cli, jobs_cli)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,11 +39,6 @@ def _parser() -> argparse.ArgumentParser:
                           "when the run completes")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec value, e.g. --set stages.0.min_chars=10 (repeatable)")
-
-    stats = commands.add_parser("stats", help="the funnel of a run: per stage in, kept, dropped by reason")
-    stats.add_argument("run_dir")
-    stats.add_argument("--json", action="store_true",
-                       help="print JSON instead of a table (state: complete | interrupted | running; units done of units_total)")
 
     sample = commands.add_parser("sample", help="write sample corpora")
     kinds = sample.add_subparsers(dest="kind", required=True)
@@ -62,11 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--min-pmi", type=float, default=30.0,
                        help="bigrams with at least this log2 PMI (MetaCLIP: 30, on Wikipedia; at most log2 of the "
                             "corpus' tokens)")
-    from curate.models.cli import add_parsers as add_model_parsers
-    from curate.train.cli import add_parsers as add_train_parsers
-
-    add_model_parsers(commands)
-    add_train_parsers(commands)
+    for module in _COMMAND_MODULES:
+        module.add_parsers(commands)
     return parser
 
 
@@ -91,17 +90,6 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
                      retry_failed=args.retry_failed, overrides=args.overrides, console=console,
                      keep_checkpoints=args.keep_checkpoints)
         return 0
-    if args.command == "stats":
-        from curate.stats.funnel import load_funnel, render_funnel
-
-        funnel = _load_funnel_or_fail(args.run_dir, load_funnel)
-        if args.json:
-            print(json.dumps(funnel.to_json(), indent=2))
-        else:
-            render_funnel(funnel, Console())
-            for line in _card_lines(args.run_dir):
-                print(line)
-        return 0
     if args.command == "sample" and args.kind == "synth":
         from curate.sample.synth import write_synth_corpus
 
@@ -112,11 +100,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return 0
     if args.command == "metaclip" and args.tool == "build-metadata":
         return _build_metadata(args, console)
-    from curate.models.cli import dispatch as models_dispatch
-    from curate.train.cli import dispatch as train_dispatch
-
-    for dispatch in (models_dispatch, train_dispatch):
-        handled = dispatch(args, console)
+    for module in _COMMAND_MODULES:
+        handled = module.dispatch(args, console)
         if handled is not None:
             return handled
     raise AssertionError(args)
@@ -146,38 +131,6 @@ def _build_metadata(args: argparse.Namespace, console: Console) -> int:
     console.print(f"wrote {summary['entries']:,} entries to {args.out} ({parts}; corpus tokens "
                   f"{summary['corpus_tokens']:,})", soft_wrap=True, markup=False, highlight=False)
     return 0
-
-
-#: Data cards a stage may leave in stats/ (its ``card`` field) -> the function that renders it.
-_CARD_RENDERERS = {"metaclip": "curate.metaclip.card:render_card",
-                   "top_fraction": "curate.stages.top_fraction:render_card"}
-
-
-def _card_lines(run_dir: str) -> list[str]:
-    """The human-readable summary of each data card in the run's stats/."""
-    import importlib
-
-    from curate import storage
-
-    lines: list[str] = []
-    stats = storage.join(run_dir, "stats")
-    for name in storage.children(stats):
-        if not name.endswith(".json") or name == "stats.json":
-            continue
-        card = json.loads(storage.read_bytes(storage.join(stats, name)))
-        target = _CARD_RENDERERS.get(card.get("card")) if isinstance(card, dict) else None
-        if target:
-            module, _, function = target.partition(":")
-            lines += getattr(importlib.import_module(module), function)(card)
-    return lines
-
-
-def _load_funnel_or_fail(run_dir: str, load_funnel):
-    from curate import storage
-
-    if not storage.exists(storage.join(run_dir, "manifest.json")):
-        raise UserError(f"{run_dir}: not a curate run directory (no manifest.json)")
-    return load_funnel(run_dir)
 
 
 if __name__ == "__main__":
