@@ -15,7 +15,9 @@ from curate.errors import UserError
 
 def add_parsers(commands) -> None:
     stats = commands.add_parser("stats", help="the funnel of a run: per stage in, kept, dropped by reason")
-    stats.add_argument("run_dir")
+    stats.add_argument("run_dir", nargs="?")
+    stats.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                       help="two runs side by side: funnels, changed drop reasons, recipe changes")
     stats.add_argument("--json", action="store_true",
                        help="print JSON instead of a table (state: complete | interrupted | running; units done of units_total)")
 
@@ -30,6 +32,7 @@ def add_parsers(commands) -> None:
     show.add_argument("--uid", help="only this sample (kept or dropped)")
     show.add_argument("-n", type=int, default=10, help="at most this many rows (default 10)")
     show.add_argument("--open", metavar="PNG", help="also write a contact sheet of the rows' thumbnails to PNG")
+    show.add_argument("--json", action="store_true", help="one JSON object per row instead of text")
 
 
 def dispatch(args: argparse.Namespace, console: Console) -> int | None:
@@ -45,14 +48,18 @@ def dispatch(args: argparse.Namespace, console: Console) -> int | None:
     if args.command == "show":
         from curate.stats.show import show
 
-        load_funnel_or_fail(args.run_dir)
-        return show(args, console)
+        check_run_dir(args.run_dir)  # not the whole funnel: show reads stats.json, or markers only as it needs them
+        return show(args)
     return None
 
 
 def _stats(args: argparse.Namespace) -> int:
     from curate.stats.funnel import render_funnel
 
+    if args.compare:
+        return _compare(args)
+    if args.run_dir is None:
+        raise UserError("stats needs RUN_DIR (or --compare RUN_A RUN_B)")
     funnel = load_funnel_or_fail(args.run_dir)
     if args.json:
         print(json.dumps(funnel.to_json(), indent=2))
@@ -92,9 +99,24 @@ def card_lines(run_dir: str) -> list[str]:
     return lines
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from curate.stats.compare import compare, render
+
+    if args.run_dir is not None:
+        raise UserError(f"stats --compare takes two runs, not RUN_DIR as well ({args.run_dir})")
+    run_a, run_b = args.compare
+    comparison = compare(run_a, load_funnel_or_fail(run_a), run_b, load_funnel_or_fail(run_b))
+    print(json.dumps(comparison, indent=2) if args.json else "\n".join(render(comparison)))
+    return 0
+
+
+def check_run_dir(run_dir: str) -> None:
+    if not storage.exists(storage.join(run_dir, "manifest.json")):
+        raise UserError(f"{run_dir}: not a curate run directory (no manifest.json)")
+
+
 def load_funnel_or_fail(run_dir: str):
     from curate.stats.funnel import load_funnel
 
-    if not storage.exists(storage.join(run_dir, "manifest.json")):
-        raise UserError(f"{run_dir}: not a curate run directory (no manifest.json)")
+    check_run_dir(run_dir)
     return load_funnel(run_dir)
