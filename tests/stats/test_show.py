@@ -126,7 +126,8 @@ def test_ledger_rows_of_a_reason_and_of_a_stage(capsys, run: Path) -> None:
     code, out, _ = show(capsys, run, "--stage", "download")
     assert code == 0 and out.splitlines() == [
         f"dropped  {uid(4)}  download: http_404 (HTTP 404 File not found)", "  url      3.png",
-        "  caption  a blue square nowhere", "  scores   caption_chars=21 caption_words=4",
+        "  caption  a blue square nowhere",
+        "  scores   caption_chars=21 caption_words=4 download_status=http_404 download_error=HTTP 404 File not found",
         "1 of 1 rows dropped by download"]
     code, out, _ = show(capsys, run, "--reason", "image_too_small", "-n", "1")
     assert code == 0 and out.splitlines()[-1] == "1 of 2 rows dropped for image_too_small"
