@@ -8,7 +8,7 @@ import os
 import shlex
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -191,8 +191,8 @@ def _observe(executor: Executor, run: RunDir, units: list[Unit], source: InputSo
 
 
 def _finalize(run: RunDir, units: list[Unit], stage_order: list[str], stages: list[Stage]) -> tuple[Funnel, str | None]:
-    """Merged counters, ``uids.npy``, ``shards/sizes.json``, the stages' data cards; the open_clip
-    ``--train-data``."""
+    """Merged counters, ``uids.npy``, ``shards/sizes.json``, the stages' thresholds and data cards;
+    the open_clip ``--train-data``."""
     unit_stats = [run.read_unit_stats(u.index) for u in units]
     funnel = build_funnel(unit_stats, stage_order)
     sizes = run.write_uids_and_sizes()
@@ -201,6 +201,8 @@ def _finalize(run: RunDir, units: list[Unit], stage_order: list[str], stages: li
     storage.write_bytes(str(run.stats / "stats.json"), json.dumps(funnel.to_json(), indent=2).encode())
     shard_parquets = [str(run.root / name) for name in run.committed_files()
                       if name.startswith("shards/") and name.endswith(".parquet")]
+    thresholds = [{"stage": stage.name, **asdict(threshold)} for stage in stages for threshold in stage.thresholds()]
+    storage.write_bytes(str(run.stats / "thresholds.json"), json.dumps(thresholds, indent=2).encode())
     for stage in stages:
         card = stage.data_card(str(run.root), shard_parquets)
         if card is not None:

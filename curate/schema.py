@@ -17,10 +17,23 @@ ROW = "_row"  # row index within the unit's input
 DROP_STAGE = "_drop_stage"  # null while the row is alive, else the name of the stage that dropped it
 DROP_REASON = "_drop_reason"
 DROP_DETAIL = "_drop_detail"
-INTERNAL = (UNIT, ROW, DROP_STAGE, DROP_REASON, DROP_DETAIL)
+DROP_THUMBNAIL = "_drop_thumbnail"  # a small JPEG of a few dropped rows' images, for the ledger (curate.engine.blocks)
+THUMBNAILS_PER_REASON = 2  # ledger thumbnails per (stage, reason) and unit part
+INTERNAL = (UNIT, ROW, DROP_STAGE, DROP_REASON, DROP_DETAIL, DROP_THUMBNAIL)
+#: ``_seconds:<stage>``: each row's share of the worker-seconds its stage spent on its batch; summed
+#: per unit into the unit's marker (per-stage throughput in the report), never written to shards.
+SECONDS_PREFIX = "_seconds:"
+
+
+def is_internal(name: str) -> bool:
+    """Bookkeeping columns: carried through the engine, never written to shards."""
+    return name in INTERNAL or name.startswith(SECONDS_PREFIX)
 #: Columns too heavy to carry on a dropped row (released when the row is dropped).
 IMAGE = "image"  # encoded image bytes; the shard member's extension is its real format
 HEAVY = (IMAGE,)
+#: Identifiers every image-producing stage writes (hashes of the original bytes and output pixels):
+#: the ``key`` role, into the JSON and parquet but never histogrammed.
+KEYS = ("orig_hash", "pixel_hash")
 
 
 def input_positions(batch: pa.Table) -> np.ndarray:

@@ -30,7 +30,7 @@ from curate.errors import UserError
 from curate.io.readers import Unit, read_unit
 from curate.io.writers import PartRecord, write_unit_part
 from curate.schema import DROP_STAGE, ROW, UNIT
-from curate.stages.base import GlobalFilter, Stage, feature_columns, released_columns
+from curate.stages.base import GlobalFilter, Stage, feature_columns, released_columns, score_columns
 
 # -- sources -------------------------------------------------------------------------------------
 
@@ -85,11 +85,13 @@ class ShardSink:
     image_ext: str
     tag: str = ""
     feature_columns: tuple[str, ...] = ()
+    score_columns: tuple[str, ...] = ()  # histogrammed per unit
 
 
 def write_shards(block: pa.Table, sink: ShardSink) -> pa.Table:
     return pa.Table.from_pylist([write_unit_part(part, sink.tmp_root, sink.samples_per_shard, sink.image_ext,
-                                                 sink.tag, sink.feature_columns).to_row() for _, part in _per_unit(block)])
+                                                 sink.tag, sink.feature_columns, sink.score_columns).to_row()
+                                 for _, part in _per_unit(block)])
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ class Executor:
         into ``sink``, reporting each part."""
         source = source or InputSource(self.input_spec)
         if isinstance(sink, ShardSink):
-            sink = replace(sink, feature_columns=feature_columns(self.stages))
+            sink = replace(sink, feature_columns=feature_columns(self.stages), score_columns=score_columns(self.stages))
         stages = self.stages if stages is None else stages
         ds = self._dataset(units, source, stages, only_rows).map_batches(
             _SINKS[type(sink)], batch_size=None, batch_format="pyarrow", fn_kwargs={"sink": sink})

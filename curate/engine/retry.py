@@ -14,6 +14,7 @@ journaled commit, so conservation holds; its marker keeps listing the unit's ear
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -29,8 +30,9 @@ from curate.engine.executor import Executor
 from curate.engine.ray_runtime import on_workers
 from curate.engine.rundir import RunDir
 from curate.io.readers import Unit
-from curate.io.writers import REJECTS_SCHEMA, PartRecord
+from curate.io.writers import PartRecord
 from curate.stages.base import Stage
+from curate.stats.histogram import as_json, merge, negated, summarise
 
 #: Units whose ledgers one scan task reads (a task costs ~10 ms; a unit's ledgers ~1 ms when small).
 UNITS_PER_SCAN_TASK = 256
@@ -53,9 +55,11 @@ def retry_transient_failures(executor: Executor, run: RunDir, units: list[Unit],
     console.print(f"retrying {sum(counts.values())} transient failures in {len(targets)} units")
 
     def finish(unit: int, parts: list[PartRecord]) -> None:
-        rewritten, removed = _rewrite_ledgers_without_retried(run, unit, reasons, f"r{round_no}")
+        stats = run.read_unit_stats(unit)
+        rewritten, removed, gone = _rewrite_ledgers_without_retried(run, unit, reasons, f"r{round_no}",
+                                                                    tuple(stats.get("histograms", {})))
         run.commit(unit, [*(f for p in parts for f in p.files), *rewritten.values()],
-                   _adjusted_stats(run.read_unit_stats(unit), removed, parts),
+                   _adjusted_stats(stats, removed, gone, parts),
                    replaces=tuple(old for old, new in rewritten.items() if new != old))
 
     stream_units(executor, targets, counts, console, f"retry round {round_no}", finish, shard_sink(run, spec, f"r{round_no}"),
@@ -112,15 +116,16 @@ def _retried(ledger: pa.Table, unit: int, reasons: dict[str, str]) -> pa.Array:
     return pc.fill_null(pc.and_(match, pc.equal(ledger.column("unit"), unit)), False)
 
 
-def _rewrite_ledgers_without_retried(run: RunDir, unit: int, reasons: dict[str, str],
-                                     tag: str) -> tuple[dict[str, str], Counter]:
+def _rewrite_ledgers_without_retried(run: RunDir, unit: int, reasons: dict[str, str], tag: str,
+                                     score_columns: tuple[str, ...]) -> tuple[dict[str, str], Counter, list[dict]]:
     """Write (to ``_tmp/``) each of the unit's ledgers that holds retried rows, minus them; the
-    files rewritten (committed name -> new name) and the (stage, reason) counts removed. Its rows
+    files rewritten (committed name -> new name), the (stage, reason) counts removed and the
+    histograms of the removed rows' ``score_columns`` (the ledger keeps their scores). Its rows
     were retried just now, and the ledgers are not touched in between, so they are the rows
     :class:`RetryRows` found. On disk the new ledger replaces the old by rename, under its name;
     on a store nothing is renamed over, so it gets a new name (``-<tag>``) that the commit
     names as the old one's replacement."""
-    rewritten, removed = {}, Counter()
+    rewritten, removed, histograms = {}, Counter(), []
     for relative in _ledgers_of(run, unit):
         ledger = _read_ledger(run, relative)
         retried = _retried(ledger, unit, reasons)
@@ -128,15 +133,18 @@ def _rewrite_ledgers_without_retried(run: RunDir, unit: int, reasons: dict[str, 
         if not gone.num_rows:
             continue
         removed.update(zip(gone.column("stage").to_pylist(), gone.column("reason").to_pylist(), strict=True))
+        histograms.append(summarise(pa.Table.from_pylist([json.loads(row) for row in gone.column("scores").to_pylist()]),
+                                    score_columns) if "scores" in gone.column_names else {})
         kept = ledger.filter(pc.invert(retried))
         name = relative if run.local else relative.replace(".parquet", f"-{tag}.parquet")
         filesystem, path = storage.filesystem_of(str(run.tmp / name))
         filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        pq.write_table(kept.cast(REJECTS_SCHEMA), path, filesystem=filesystem)
+        pq.write_table(kept, path, filesystem=filesystem)
         rewritten[relative] = name
-    return rewritten, removed
-def _adjusted_stats(stats: dict, removed: Counter, parts: list[PartRecord]) -> dict:
-    """The unit's counters with the retried rows' old drops replaced by their new outcome."""
+    return rewritten, removed, histograms
+def _adjusted_stats(stats: dict, removed: Counter, removed_histograms: list[dict], parts: list[PartRecord]) -> dict:
+    """The unit's counters with the retried rows' old drops (and scores) replaced by their new
+    outcome, their new stage seconds added."""
     drops = {stage: Counter(reasons) for stage, reasons in stats["drops"].items()}
     for (stage, reason), count in removed.items():
         drops[stage][reason] -= count
@@ -144,4 +152,8 @@ def _adjusted_stats(stats: dict, removed: Counter, parts: list[PartRecord]) -> d
     for stage, reasons in fresh["drops"].items():
         drops.setdefault(stage, Counter()).update(reasons)
     cleaned = {stage: {r: n for r, n in reasons.items() if n} for stage, reasons in drops.items()}
-    return {**stats, "kept": stats["kept"] + fresh["kept"], "drops": {s: r for s, r in cleaned.items() if r}}
+    seconds = Counter(stats.get("seconds", {}))
+    seconds.update(fresh["seconds"])
+    histograms = merge([stats.get("histograms", {}), fresh["histograms"], *map(negated, removed_histograms)])
+    return {**stats, "kept": stats["kept"] + fresh["kept"], "drops": {s: r for s, r in cleaned.items() if r},
+            "seconds": dict(seconds), "histograms": as_json(histograms), "committed_at": fresh["committed_at"]}

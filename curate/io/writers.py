@@ -28,11 +28,32 @@ from curate.config import first_line
 from curate.engine.s3_conditional import S3RequestError
 from curate.errors import UserError
 from curate.io.tar_writer import ShardTarWriter
-from curate.schema import CAPTION, DROP_DETAIL, DROP_REASON, DROP_STAGE, HEAVY, IMAGE, INTERNAL, ROW, UID, UNIT, URL
+from curate.schema import (
+    CAPTION,
+    DROP_DETAIL,
+    DROP_REASON,
+    DROP_STAGE,
+    DROP_THUMBNAIL,
+    HEAVY,
+    IMAGE,
+    ROW,
+    SECONDS_PREFIX,
+    THUMBNAILS_PER_REASON,
+    UID,
+    UNIT,
+    URL,
+    is_internal,
+)
+from curate.stats.histogram import summarise
 
+#: The ledger: one row per dropped sample with its ``caption`` and ``scores`` (its other metadata
+#: columns when it was dropped, as a JSON object: one schema for every ledger file, whichever
+#: stages a unit's rows reached) and ``thumbnail``, a small JPEG for a few dropped rows per reason
+#: that had an image (see curate.engine.blocks), null elsewhere.
 REJECTS_SCHEMA = pa.schema(
     [("uid", pa.string()), ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
-     ("url", pa.string()), ("unit", pa.int32()), ("row", pa.int32())]
+     ("url", pa.string()), ("unit", pa.int32()), ("row", pa.int32()), ("caption", pa.string()),
+     ("scores", pa.string()), ("thumbnail", pa.binary())]
 )
 
 
@@ -46,15 +67,19 @@ class PartRecord:
     kept: int
     files: list[str] = field(default_factory=list)
     drops: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> worker-seconds spent on these rows
+    histograms: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # see curate.stats.histogram
 
     def to_row(self) -> dict:
         return {"unit": self.unit, "row0": self.row0, "rows": self.rows, "kept": self.kept,
-                "files": json.dumps(self.files), "drops": json.dumps(self.drops)}
+                "files": json.dumps(self.files), "drops": json.dumps(self.drops), "seconds": json.dumps(self.seconds),
+                "histograms": json.dumps(self.histograms)}
 
     @classmethod
     def from_row(cls, row: dict) -> PartRecord:
         return cls(int(row["unit"]), int(row["row0"]), int(row["rows"]), int(row["kept"]),
-                   json.loads(row["files"]), json.loads(row["drops"]))
+                   json.loads(row["files"]), json.loads(row["drops"]), json.loads(row.get("seconds") or "{}"),
+                   json.loads(row.get("histograms") or "{}"))
 
 
 def part_name(unit: int, row0: int, tag: str = "") -> str:
@@ -92,11 +117,12 @@ def _from_the_store(err: OSError) -> bool:
 
 
 def write_unit_part(part: pa.Table, tmp_root: Path | str, samples_per_shard: int, image_ext: str, tag: str = "",
-                    feature_columns: tuple[str, ...] = ()) -> PartRecord:
-    """Write the kept rows of ``part`` (rows of one unit) as shards and its drops as a ledger."""
+                    feature_columns: tuple[str, ...] = (), score_columns: tuple[str, ...] = ()) -> PartRecord:
+    """Write the kept rows of ``part`` (rows of one unit) as shards and its drops as a ledger; the
+    record counts drops, stage seconds and histograms of ``score_columns`` over all its rows."""
     tmp_root = str(tmp_root)
     try:
-        return _write_unit_part(part, tmp_root, samples_per_shard, image_ext, tag, feature_columns)
+        return _write_unit_part(part, tmp_root, samples_per_shard, image_ext, tag, feature_columns, score_columns)
     except OSError as err:
         failure = storage_error(err, Path(tmp_root).resolve().parent if storage.is_local(tmp_root) else tmp_root)
         if failure is None:
@@ -105,7 +131,7 @@ def write_unit_part(part: pa.Table, tmp_root: Path | str, samples_per_shard: int
 
 
 def _write_unit_part(part: pa.Table, tmp_root: str, samples_per_shard: int, image_ext: str, tag: str,
-                     feature_columns: tuple[str, ...]) -> PartRecord:
+                     feature_columns: tuple[str, ...], score_columns: tuple[str, ...]) -> PartRecord:
     unit = int(part.column(UNIT)[0].as_py())
     rows = part.column(ROW).to_numpy()
     order = np.argsort(rows, kind="stable")
@@ -114,14 +140,15 @@ def _write_unit_part(part: pa.Table, tmp_root: str, samples_per_shard: int, imag
     dropped_mask = pc.is_valid(part.column(DROP_STAGE))
     kept = part.filter(pc.invert(dropped_mask))
     dropped = part.filter(dropped_mask)
-    record = PartRecord(unit=unit, row0=row0, rows=part.num_rows, kept=kept.num_rows, drops=_count_drops(dropped))
+    record = PartRecord(unit=unit, row0=row0, rows=part.num_rows, kept=kept.num_rows, drops=_count_drops(dropped),
+                        seconds=stage_seconds(part), histograms=summarise(part, score_columns))
     for start in range(0, kept.num_rows, samples_per_shard):
         chunk = kept.slice(start, samples_per_shard)
         name = part_name(unit, int(chunk.column(ROW)[0].as_py()), tag)
         record.files += _write_shard(chunk, tmp_root, name, image_ext, feature_columns)
     if dropped.num_rows:
         relative = f"rejects/{part_name(unit, row0, tag)}.parquet"
-        _atomic_parquet(_ledger(dropped), storage.join(tmp_root, relative))
+        _atomic_parquet(_ledger(dropped, feature_columns), storage.join(tmp_root, relative))
         record.files.append(relative)
     return record
 
@@ -134,17 +161,45 @@ def _count_drops(dropped: pa.Table) -> dict[str, dict[str, int]]:
     return result
 
 
-def _ledger(dropped: pa.Table) -> pa.Table:
-    return pa.table(
-        [dropped.column(UID), dropped.column(DROP_STAGE), dropped.column(DROP_REASON), dropped.column(DROP_DETAIL),
-         dropped.column(URL), dropped.column(UNIT), dropped.column(ROW)],
-        schema=REJECTS_SCHEMA,
-    )
+def stage_seconds(part: pa.Table) -> dict[str, float]:
+    """Worker-seconds per stage spent on ``part``'s rows (the rows' ``_seconds:<stage>`` summed)."""
+    return {name.removeprefix(SECONDS_PREFIX): float(pc.sum(part.column(name)).as_py() or 0.0)
+            for name in part.column_names if name.startswith(SECONDS_PREFIX)}
+
+
+def _ledger(dropped: pa.Table, feature_columns: tuple[str, ...]) -> pa.Table:
+    columns = [dropped.column(name) for name in (UID, DROP_STAGE, DROP_REASON, DROP_DETAIL, URL, UNIT, ROW)]
+    caption = dropped.column(CAPTION) if CAPTION in dropped.column_names else pa.nulls(dropped.num_rows, pa.string())
+    thumbnails = _first_thumbnails(dropped)
+    return pa.table([*columns, caption, _scores_json(dropped, feature_columns),
+                     thumbnails if thumbnails is not None else pa.nulls(dropped.num_rows, pa.binary())], schema=REJECTS_SCHEMA)
+
+
+def _scores_json(dropped: pa.Table, feature_columns: tuple[str, ...]) -> pa.Array:
+    """Each row's other metadata columns (scores) as a JSON object, its null values left out."""
+    names = [c for c in metadata_columns(dropped, feature_columns) if c not in (UID, URL, CAPTION)]
+    rows = dropped.select(names).to_pylist()
+    return pa.array([json.dumps({k: v for k, v in row.items() if v is not None}, default=str) for row in rows], pa.string())
+
+
+def _first_thumbnails(dropped: pa.Table) -> pa.Array | None:
+    """The rows' thumbnails, at most THUMBNAILS_PER_REASON per (stage, reason) (batches each chose theirs)."""
+    if DROP_THUMBNAIL not in dropped.column_names:
+        return None
+    thumbnails = dropped.column(DROP_THUMBNAIL).to_pylist()
+    seen: dict[tuple[str, str], int] = {}
+    keys = zip(dropped.column(DROP_STAGE).to_pylist(), dropped.column(DROP_REASON).to_pylist(), strict=True)
+    for index, key in enumerate(keys):
+        if thumbnails[index] is not None:
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > THUMBNAILS_PER_REASON:
+                thumbnails[index] = None
+    return pa.array(thumbnails, pa.binary())
 
 
 def metadata_columns(table: pa.Table, feature_columns: tuple[str, ...] = ()) -> list[str]:
     """Columns that go to the shard json and parquet: everything but bytes, features and bookkeeping."""
-    return [c for c in table.column_names if c not in INTERNAL and c not in HEAVY and c not in feature_columns]
+    return [c for c in table.column_names if not is_internal(c) and c not in HEAVY and c not in feature_columns]
 
 
 def _write_shard(chunk: pa.Table, tmp_root: str, name: str, image_ext: str, feature_columns: tuple[str, ...]) -> list[str]:

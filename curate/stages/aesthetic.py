@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from pydantic import Field, ValidationInfo, field_validator
 
 from curate.models.laion_heads import IMAGE_EMBEDDING, AestheticHead, image_embeddings, scores_column
-from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
+from curate.stages.base import Decision, Filter, Rule, StageParams, Threshold, append_columns, first_failure
 from curate.stages.registry import register
 from curate.stages.safety import HeadWeights, check_weights, keep_all, no_embedding
 
@@ -71,6 +71,10 @@ class AestheticFilter(Filter):
         head = self._head
         embeddings, valid = image_embeddings(batch, f"{self.name} ({self.params.weights})", head.dim, head.clip_model)
         return append_columns(batch, {"aesthetic": scores_column(head(embeddings), valid)})
+
+    def thresholds(self) -> list[Threshold]:
+        limit = self.params.min_score
+        return [] if limit is None else [Threshold("aesthetic", limit, "above")]
 
     def decide(self, scored: pa.Table) -> Decision:
         if self.params.min_score is None:

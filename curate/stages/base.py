@@ -22,7 +22,9 @@ and datatrove's ``PipelineStep``.
 * ``expand()`` may split a stage into sub-stages each sized on its own (CPU decode -> GPU
   inference actors -> CPU scoring); the engine runs the sub-stages, the ledger names the stage.
 * Columns have roles (``column_roles``): ``score`` (the default: small, into the sample JSON
-  and parquet), ``heavy`` (bytes; released when the row is dropped) and ``feature``
+  and parquet; numeric ones get a histogram per unit, drawn in the report with the stage's
+  ``thresholds()``), ``key`` (an identifier such as a hash: into the JSON and parquet, never
+  plotted), ``heavy`` (bytes; released when the row is dropped) and ``feature``
   (embeddings: per-shard float16 files, never the sample JSON; released when dropped).
 * A stage that may fail transiently names its retryable reasons (``retryable_reasons``, a
   regex), which ``curate run --retry-failed`` re-attempts.
@@ -39,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from curate.schema import HEAVY
+from curate.schema import HEAVY, KEYS
 
 
 class StageParams(BaseModel):
@@ -70,7 +72,7 @@ class Resources:
         return replace(self, **values)
 
 
-ColumnRole = Literal["score", "heavy", "feature"]
+ColumnRole = Literal["score", "key", "heavy", "feature"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,15 @@ class Decision:
     keep: pa.BooleanArray
     reason: pa.Array
     detail: pa.Array | None = None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A filter's cut on a score column: rows are kept ``above`` (or ``below``) ``value``."""
+
+    column: str
+    value: float
+    keep: Literal["above", "below"]
 
 
 @dataclass(frozen=True)
@@ -200,6 +211,11 @@ class Stage(ABC):
         the driver after ``bind``; None: nothing beyond the parameters."""
         return None
 
+    def thresholds(self) -> list[Threshold]:
+        """The numeric thresholds this stage applies to its score columns (drawn on their
+        histograms in the report); called on the driver after ``bind``."""
+        return []
+
     def data_card(self, run_root: str, shard_parquets: list[str]) -> tuple[str, dict] | None:
         """A data card for the run's ``stats/`` (file name, JSON), made on the driver when the run
         completes (``shard_parquets``: the kept samples' metadata); None: the stage has none."""
@@ -269,6 +285,12 @@ def released_columns(stages: list[Stage]) -> tuple[str, ...]:
     """The heavy and feature columns of a pipeline: released when a row is dropped."""
     declared = [c for s in stages for c, role in s.column_roles.items() if role in ("heavy", "feature")]
     return tuple(dict.fromkeys([*HEAVY, *declared]))
+
+
+def score_columns(stages: list[Stage]) -> tuple[str, ...]:
+    """The score-role columns the stages write (the numeric ones get histograms)."""
+    return tuple(dict.fromkeys(c for s in stages for c in s.writes
+                               if s.column_roles.get(c, "key" if c in KEYS else "score") == "score"))
 
 
 def feature_columns(stages: list[Stage]) -> tuple[str, ...]:

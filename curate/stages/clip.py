@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from curate.errors import UserError
 from curate.models import open_clip_models
 from curate.schema import CAPTION, IMAGE
-from curate.stages.base import Decision, Filter, Resources, RunContext, StageParams, append_columns
+from curate.stages.base import Decision, Filter, Resources, RunContext, StageParams, Threshold, append_columns
 from curate.stages.clip_parts import (
     IMAGE_EMBEDDING,
     MODEL_COLUMN,
@@ -167,6 +167,9 @@ class ClipScoreFilter(Filter):
         text_matrix = pc.list_flatten(text).to_numpy(zero_copy_only=False).reshape(-1, dim)
         score = np.einsum("ij,ij->i", image_matrix, text_matrix, dtype=np.float32)
         return append_columns(batch, {"clip_score": pa.array(score, pa.float32())})
+
+    def thresholds(self) -> list[Threshold]:
+        return [] if self.threshold is None else [Threshold("clip_score", self.threshold, "above")]
 
     def decide(self, scored: pa.Table) -> Decision:
         score = scored.column("clip_score").combine_chunks()

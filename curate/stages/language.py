@@ -25,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 from curate.errors import UserError
 from curate.models import fasttext_lid
 from curate.schema import CAPTION
-from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
+from curate.stages.base import Decision, Filter, Rule, StageParams, Threshold, append_columns, first_failure
 from curate.stages.registry import register
 
 UNDETERMINED = "und"
@@ -89,6 +89,9 @@ class LanguageIdFilter(Filter):
         lang = pc.if_else(blank, UNDETERMINED, pa.array(codes, pa.string()))
         prob = pc.if_else(blank, np.float32(0.0), pa.array(probs, pa.float32()))
         return append_columns(batch, {"lang": _array(lang), "lang_prob": _array(prob)})
+
+    def thresholds(self) -> list[Threshold]:
+        return [Threshold("lang_prob", self.params.min_prob, "above")] if self.params.min_prob > 0 else []
 
     def decide(self, scored: pa.Table) -> Decision:
         lang, prob = scored.column("lang"), scored.column("lang_prob")

@@ -28,7 +28,7 @@ from curate.errors import UserError
 from curate.models.laion_heads import IMAGE_EMBEDDING, ClipNsfwHead, image_embeddings, scores_column
 from curate.models.weights import materialize, resolve_weights, weights_record
 from curate.schema import IMAGE
-from curate.stages.base import Decision, Filter, Resources, Rule, StageParams, append_columns, first_failure
+from curate.stages.base import Decision, Filter, Resources, Rule, StageParams, Threshold, append_columns, first_failure
 from curate.stages.registry import register
 
 
@@ -134,6 +134,10 @@ class ClipNsfwFilter(Filter):
         embeddings, valid = image_embeddings(batch, f"{self.name} ({self.params.weights})", head.dim, head.clip_model)
         return append_columns(batch, {"punsafe": scores_column(head(embeddings), valid)})
 
+    def thresholds(self) -> list[Threshold]:
+        limit = self.params.max_punsafe
+        return [] if limit is None else [Threshold("punsafe", limit, "below")]
+
     def decide(self, scored: pa.Table) -> Decision:
         if self.params.max_punsafe is None:
             return keep_all(scored.num_rows)
@@ -181,6 +185,10 @@ class OpenNsfwFilter(Filter):
         scores, decoded, errors = score_images(images, preprocess, self._model, self.params.batch_size)
         return append_columns(batch, {"pnsfw": scores_column(scores[decoded], decoded),
                                       "open_nsfw_error": pa.array(errors, pa.string())})
+
+    def thresholds(self) -> list[Threshold]:
+        limit = self.params.max_pnsfw
+        return [] if limit is None else [Threshold("pnsfw", limit, "below")]
 
     def decide(self, scored: pa.Table) -> Decision:
         limit = self.params.max_pnsfw

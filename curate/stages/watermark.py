@@ -20,7 +20,7 @@ from curate.models.laion_heads import scores_column
 from curate.models.watermark import RELEASED
 from curate.models.weights import load_state_dict
 from curate.schema import IMAGE
-from curate.stages.base import Decision, Filter, Resources, RunContext, StageParams, append_columns
+from curate.stages.base import Decision, Filter, Resources, RunContext, StageParams, Threshold, append_columns
 from curate.stages.registry import register
 from curate.stages.safety import HeadWeights, at_least, check_weights, image_decision
 
@@ -97,6 +97,10 @@ class WatermarkFilter(Filter):
         scores, decoded, errors = score_images(batch.column(IMAGE).to_pylist(), preprocess, infer, self.params.batch_size)
         return append_columns(batch, {"pwatermark": scores_column(scores[decoded], decoded),
                                       "watermark_error": pa.array(errors, pa.string())})
+
+    def thresholds(self) -> list[Threshold]:
+        limit = self.params.max_pwatermark
+        return [] if limit is None else [Threshold("pwatermark", limit, "below")]
 
     def decide(self, scored: pa.Table) -> Decision:
         limit = self.params.max_pwatermark

@@ -76,3 +76,20 @@ def merge(histograms: Iterable[dict[str, dict[str, list[int]]]]) -> dict[str, tu
         unique, inverse = np.unique(keys, return_inverse=True)
         merged[name] = (unique, np.bincount(inverse, weights=counts, minlength=len(unique)).astype(np.int64))
     return merged
+
+
+def negated(histograms: dict[str, dict[str, list[int]]]) -> dict[str, dict[str, list[int]]]:
+    """The same bins with negative counts: merged in, they take rows out (``--retry-failed``)."""
+    return {name: {"keys": bins["keys"], "counts": [-n for n in bins["counts"]]} for name, bins in histograms.items()}
+
+
+def as_json(merged: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, list[int]]]:
+    """Merged histograms in the per-unit form :func:`summarise` gives (empty bins left out)."""
+    result = {}
+    for name, (keys, counts) in merged.items():
+        if (counts < 0).any():
+            raise RuntimeError(f"histogram of {name}: negative counts after a merge")
+        present = counts > 0
+        if present.any():
+            result[name] = {"keys": keys[present].tolist(), "counts": counts[present].tolist()}
+    return result
