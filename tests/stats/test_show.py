@@ -227,3 +227,19 @@ def test_a_ledger_written_before_captions_scores_and_thumbnails(capsys, run: Pat
 def test_show_on_a_directory_that_is_not_a_run(capsys, tmp_path: Path) -> None:
     code, out, err = show(capsys, tmp_path)
     assert (code, out, err) == (2, "", f"curate: error: {tmp_path}: not a curate run directory (no manifest.json)\n")
+
+
+def test_an_interrupted_run_shows_only_committed_units(capsys, run: Path, tmp_path: Path) -> None:
+    """A unit without its marker (killed before its commit) is not the run's: its shards and
+    ledger stay unread, as `curate stats` leaves them uncounted."""
+    from curate.engine.rundir import RunDir
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "stats" / "units" / "00001.json").unlink()
+    RunDir(copy).update_manifest(state="running")
+    assert [r["uid"] for r in shown(capsys, copy)] == [uid(1), uid(7)]
+    code, out, _ = show(capsys, copy, "--stage", "download")
+    assert (code, out) == (0, "download dropped no rows\n")
+    code, _, err = show(capsys, copy, "--uid", uid(5))
+    assert code == 2 and err.startswith(f"curate: error: uid {uid(5)} is not in {copy} (scanned ")
