@@ -112,6 +112,16 @@ class ResourcesSpec(_Strict):
                                                description="object store of the embedded Ray, MB (100 MB to 4 TiB)")
 
 
+class MetricsSpec(_Strict):
+    """Live metrics through Ray's Prometheus export (:mod:`curate.stats.metrics`); how a run is
+    watched, not what it computes, so not part of the spec's fingerprint."""
+
+    enabled: bool = Field(True, description="record curate_* metrics (false: no metric is created at all)")
+    export_port: int = Field(0, ge=0, le=65535, description=(
+        "embedded Ray: its Prometheus export port on 127.0.0.1 (0: a free port, named in the "
+        "service-discovery file); a cluster's own setting applies with --address"))
+
+
 class StageResourcesSpec(_Strict):
     """A stage's ``resources:`` in YAML: overrides of its declared defaults (how it runs, not what
     it computes, so they are not part of the spec's fingerprint)."""
@@ -161,10 +171,12 @@ class PipelineSpec(_Strict):
     stages: list[StageSpec] = Field(default_factory=list)
     output: OutputSpec = Field(default_factory=OutputSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
     def fingerprint(self) -> str:
         """Hash of everything that decides the result (not where it goes or what runs it)."""
-        body = self.model_dump(mode="json", exclude={"output": {"path"}, "resources": True, "stages": {"__all__": {"resources"}}})
+        body = self.model_dump(mode="json", exclude={"output": {"path"}, "resources": True, "metrics": True,
+                                                     "stages": {"__all__": {"resources"}}})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -14,6 +14,11 @@ The embedded Ray (issue 5 §2, §5, §7) is a private, loopback-only single-node
 - worker output stays in the session's log files (no ``(map_batches pid=...)`` lines on the
   terminal); a worker's error still reaches the driver as the task's exception, and when a run
   fails its Ray logs are kept and named in the error;
+- Prometheus metrics (``metrics: {enabled: true}``, the default): the node's metrics agent exports
+  Ray's and curate's metrics on 127.0.0.1 (``metrics.export_port``, a free port by default) and the
+  driver writes Prometheus' service-discovery file for it, ``<tmp>/curate-ray-<uid>/prom_metrics_<session>.json``
+  (Ray writes its own only from the dashboard, which is not started). With metrics off the agents run
+  minimal: no metrics agent, no export;
 - its files live in a directory per driver, ``<tmp>/curate-ray-<uid>/<name>/``, locked while the
   driver lives. Each start kills the leftover Ray processes of drivers that died (kill -9 leaves
   raylet and agents running for minutes) and removes their directories; another user's Ray, or a
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import ipaddress
 import logging
 import os
@@ -36,7 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
-from curate.config import ResourcesSpec
+from curate.config import MetricsSpec, ResourcesSpec
 from curate.errors import UserError
 from curate.io.plan_tasks import Call
 
@@ -45,13 +51,19 @@ LOCK_NAME = "driver.lock"
 KEPT_MARKER = "kept"
 """A failed run's directory holds this file: its Ray logs stay until the user removes them."""
 TERMINATE_GRACE_S = 3.0
+DISCOVERY_PREFIX = "prom_metrics_"
+"""Prometheus' file service discovery of an embedded Ray: ``<sessions root>/prom_metrics_<session>.json``."""
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, resources: ResourcesSpec) -> Iterator[None]:
+def ray_session(address: str | None, resources: ResourcesSpec, metrics: MetricsSpec | None = None) -> Iterator[None]:
     """Reuse a running Ray (tests, notebooks), join a cluster, or start an embedded one."""
     import ray
 
+    from curate.stats.metrics import configure
+
+    metrics = metrics or MetricsSpec()
+    configure(metrics.enabled)
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         _quiet_data_context()
@@ -66,7 +78,8 @@ def ray_session(address: str | None, resources: ResourcesSpec) -> Iterator[None]
             ray.shutdown()
         return
     object_store = resources.object_store_memory_mb * 1024 * 1024 if resources.object_store_memory_mb else None
-    embedded = EmbeddedRay(num_cpus=resources.cpus, object_store_memory=object_store)
+    embedded = EmbeddedRay(num_cpus=resources.cpus, object_store_memory=object_store,
+                           metrics_port=metrics.export_port if metrics.enabled else None)
     embedded.start()
     _quiet_data_context()
     failed = False
@@ -135,9 +148,13 @@ def on_workers(calls: list[Call]) -> list:
 class EmbeddedRay:
     """One private, loopback-only Ray for this driver (see the module docstring)."""
 
-    def __init__(self, num_cpus: int | None = None, object_store_memory: int | None = None):
+    def __init__(self, num_cpus: int | None = None, object_store_memory: int | None = None,
+                 metrics_port: int | None = None):
+        """``metrics_port``: export Prometheus metrics on 127.0.0.1 at this port (0: a free one);
+        None: no metrics agent (the agents run minimal)."""
         self.num_cpus = num_cpus
         self.object_store_memory = object_store_memory
+        self.metrics_port = metrics_port
         self.session_dir: Path | None = None
         self._lock: int | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -145,6 +162,11 @@ class EmbeddedRay:
     @property
     def logs_dir(self) -> Path | None:
         return self.session_dir / "session_latest" / "logs" if self.session_dir else None
+
+    @property
+    def discovery_file(self) -> Path | None:
+        """Prometheus' file_sd target file of this session (written while it runs with metrics)."""
+        return discovery_file(self.session_dir) if self.session_dir else None
 
     def start(self) -> None:
         import ray
@@ -169,9 +191,13 @@ class EmbeddedRay:
             kwargs["num_cpus"] = self.num_cpus
         if self.object_store_memory:
             kwargs["object_store_memory"] = self.object_store_memory
+        if self.metrics_port is not None:
+            kwargs["_metrics_export_port"] = self.metrics_port
         try:
-            with _embedded_patches():
+            with _embedded_patches(metrics=self.metrics_port is not None):
                 ray.init(**kwargs)
+            if self.metrics_port is not None:
+                _write_discovery_file(self.discovery_file)
         except BaseException:
             self.stop(failed=True)
             raise
@@ -183,6 +209,7 @@ class EmbeddedRay:
         self._restore_env()
         if self.session_dir is None:
             return
+        self.discovery_file.unlink(missing_ok=True)
         if failed:
             (self.session_dir / KEPT_MARKER).touch()
         else:
@@ -215,6 +242,25 @@ def sessions_root(tmp: str | None = None) -> Path:
     return Path(tmp) / f"curate-ray-{os.getuid()}"
 
 
+def discovery_file(session: Path) -> Path:
+    """Beside the session dirs, not in one: Prometheus globs the last path segment only
+    (``file_sd_configs: [{files: [<root>/prom_metrics_*.json]}]`` finds every live embedded Ray)."""
+    return session.parent / f"{DISCOVERY_PREFIX}{session.name}.json"
+
+
+def _write_discovery_file(path: Path) -> None:
+    """Ray's own format (``ray._private.metrics_agent.PrometheusServiceDiscoveryWriter``), written
+    atomically as Ray does: Prometheus may read it at any moment."""
+    import json
+
+    import ray
+
+    targets = [f"{node['NodeManagerAddress']}:{node['MetricsExportPort']}" for node in ray.nodes() if node["Alive"]]
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps([{"labels": {"job": "ray"}, "targets": targets}]))
+    os.replace(partial, path)
+
+
 def _check_private(root: Path) -> None:
     """Ray makes its session dirs world-writable; ours live in a dir only this user can enter."""
     info = root.stat()
@@ -240,6 +286,7 @@ def reap_dead_sessions(root: Path) -> list[int]:
         # No lock file: a driver died between mkdtemp and creating it (both happen under the
         # root lock, so no live driver is ever in that state when we look).
         killed += _kill_processes_naming(session)
+        discovery_file(session).unlink(missing_ok=True)
         if not (session / KEPT_MARKER).exists():
             shutil.rmtree(session, ignore_errors=True)
     return killed
@@ -318,7 +365,7 @@ def _reload_ray_config() -> None:
 
 
 @contextlib.contextmanager
-def _embedded_patches() -> Iterator[None]:
+def _embedded_patches(metrics: bool) -> Iterator[None]:
     """What ``ray.init`` has no switch for, changed for the length of the call only.
 
     - Ray turns a loopback node IP into the machine's external one (probing 8.8.8.8:53 to find
@@ -328,18 +375,25 @@ def _embedded_patches() -> Iterator[None]:
       that failed to start, which ``include_dashboard=False`` tolerates. Waiting for it to publish
       its URL was 6.6 s of a 24 s ``ray.init`` on 2 busy cores.
     - No autoscaler monitor process: one node, nothing to scale (~1 s of start-up CPU).
-    - Agents run minimal (no HTTP/metrics servers) without the driver importing aiohttp and the
-      rest of the dashboard's dependencies to decide it (2.5 s of the driver's ``ray.init``).
+    - Without metrics, agents run minimal (no HTTP/metrics servers) without the driver importing
+      aiohttp and the rest of the dashboard's dependencies to decide it (2.5 s of the driver's
+      ``ray.init``). With metrics, the full dashboard agent runs the metrics agent; its HTTP server
+      (unused here: it serves the dashboard) takes a free port instead of the fixed 52365, which a
+      second curate run on the machine could not bind.
     """
-    from ray._private import node, ray_constants, services
+    from ray._private import node, parameter, ray_constants, services
     from ray._private import utils as ray_utils
 
     with contextlib.ExitStack() as patches:
         patches.enter_context(mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False))
         patches.enter_context(mock.patch.object(services, "start_api_server", lambda *a, **k: (None, None)))
         patches.enter_context(mock.patch.object(node.Node, "start_monitor", lambda self: None))
-        minimal = ImportError("curate's embedded Ray runs Ray's agents minimal")
-        patches.enter_context(mock.patch.object(ray_utils, "get_dashboard_dependency_error", lambda: minimal))
+        if metrics:
+            free_agent_port = functools.partial(parameter.RayParams, dashboard_agent_listen_port=0)
+            patches.enter_context(mock.patch.object(parameter, "RayParams", free_agent_port))
+        else:
+            minimal = ImportError("curate's embedded Ray runs Ray's agents minimal")
+            patches.enter_context(mock.patch.object(ray_utils, "get_dashboard_dependency_error", lambda: minimal))
         yield
 
 

@@ -82,6 +82,12 @@ class Fetched:
     reason: str | None = None
     error: str | None = None
     retry_after: float | None = None  # seconds, from the server's Retry-After
+    status: int | None = None  # the last response's HTTP status (None: no response came)
+
+    @property
+    def outcome(self) -> str:
+        """The HTTP status (``"200"``, ``"404"``), or the reason when no response came (``timeout``)."""
+        return str(self.status) if self.status is not None else self.reason or "unknown"
 
 
 class PolicyResolver(AbstractResolver):
@@ -248,6 +254,7 @@ class Fetcher:
                             continue
                         refusal = self._refuse_response(response)
                         if refusal is not None:
+                            refusal.status = response.status
                             return refusal
                         need = response.content_length if response.content_length is not None else s.max_bytes
                         await self._reserve_paused(deadline, need)
@@ -255,7 +262,7 @@ class Fetcher:
                         body = await self._read_body(response)
                         self._budget.release(reserved - len(body))
                         reserved = 0  # from here on the consumer releases len(body)
-                        return Fetched(body)
+                        return Fetched(body, status=response.status)
                 return Fetched(None, "too_many_redirects", f"more than {s.max_redirects} redirects")
         except Refused as refused:
             return Fetched(None, refused.reason, refused.detail)

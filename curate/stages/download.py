@@ -36,6 +36,7 @@ reason) and ``download_error`` (the message). Reasons: ``http_<code>``, ``timeou
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import ClassVar
 
 import pyarrow as pa
@@ -56,6 +57,7 @@ from curate.stages.base import (
     status_decision,
 )
 from curate.stages.registry import register
+from curate.stats import metrics
 
 __all__ = ["TRANSIENT_REASONS", "DownloadParams", "DownloadStage", "ImageOutput", "is_transient"]
 
@@ -155,8 +157,13 @@ class DownloadStage(Filter):
     def process(self, batch: pa.Table) -> pa.Table:
         urls = batch.column(URL).to_pylist()
         cols: dict[str, list] = {k: [None] * len(urls) for k in self.writes}
+        outcomes: Counter = Counter()
+        body_bytes = 0
         for index, fetched in self._fetcher.fetch(urls):
+            outcomes[fetched.outcome] += 1
+            body_bytes += len(fetched.body) if fetched.body is not None else 0
             self._record(index, fetched, cols)
+        metrics.download_batch(self.name, body_bytes, outcomes)
         return append_columns(batch, {k: pa.array(v, _COLUMN_TYPES[k]) for k, v in cols.items()})
 
     def decide(self, scored: pa.Table) -> Decision:
