@@ -3,7 +3,6 @@ rows (kept + dropped == input), which makes conservation both the resume rule an
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
@@ -17,7 +16,7 @@ from curate.engine.rundir import RunDir
 from curate.io.readers import Unit
 from curate.io.writers import PartRecord
 from curate.stages.base import Stage
-from curate.stats.histogram import as_json, merge
+from curate.stats import metrics
 
 #: Called with a unit and all its parts once they account for every expected row.
 Finish = Callable[[int, list[PartRecord]], None]
@@ -26,10 +25,11 @@ Finish = Callable[[int, list[PartRecord]], None]
 class UnitTracker:
     """Collects part records; calls ``finish`` once a unit's parts account for all its rows."""
 
-    def __init__(self, expected: dict[int, int], finish: Finish, on_rows: Callable[[int], None]):
-        self.expected, self.finish, self.on_rows = expected, finish, on_rows
+    def __init__(self, expected: dict[int, int], finish: Finish, on_rows: Callable[[int], None], phase: str = "shards"):
+        self.expected, self.finish, self.on_rows, self.phase = expected, finish, on_rows, phase
         self.parts: dict[int, dict[int, PartRecord]] = defaultdict(dict)
         self.committed = 0
+        metrics.units_progress(phase, 0, len(expected))
 
     def __call__(self, record: PartRecord) -> None:
         parts = self.parts[record.unit]
@@ -44,21 +44,16 @@ class UnitTracker:
             self.finish(record.unit, list(parts.values()))
             self.committed += 1
             del self.parts[record.unit]
+            metrics.units_progress(self.phase, 1, len(self.expected) - self.committed)
 
 
 def unit_stats(unit: int, rows: int, parts: list[PartRecord]) -> dict:
-    """The unit's counters (its completion marker): rows in, kept, drops by stage and reason, the
-    worker-seconds each stage spent on its rows, the histograms of its score columns, and when the
-    driver committed it (drops over time in the report)."""
+    """The unit's counters (its completion marker): rows in, kept, drops by stage and reason."""
     drops: dict[str, Counter] = {}
-    seconds: Counter = Counter()
     for part in parts:
         for stage, reasons in part.drops.items():
             drops.setdefault(stage, Counter()).update(reasons)
-        seconds.update(part.seconds)
-    return {"unit": unit, "rows": rows, "kept": sum(p.kept for p in parts), "drops": {s: dict(c) for s, c in drops.items()},
-            "seconds": dict(seconds), "histograms": as_json(merge(p.histograms for p in parts)),
-            "committed_at": time.time()}
+    return {"unit": unit, "rows": rows, "kept": sum(p.kept for p in parts), "drops": {s: dict(c) for s, c in drops.items()}}
 
 
 def stream_units(executor: Executor, units: list[Unit], expected: dict[int, int], console: Console, description: str,
@@ -69,10 +64,15 @@ def stream_units(executor: Executor, units: list[Unit], expected: dict[int, int]
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     with progress:
         task = progress.add_task(description, total=sum(expected.values()))
-        tracker = UnitTracker(expected, finish, lambda rows: progress.advance(task, rows))
-        executor.run(units, sink, tracker, source=source, stages=stages, only_rows=only_rows)
+        tracker = UnitTracker(expected, finish, lambda rows: progress.advance(task, rows), _PHASES[type(sink)])
+        with metrics.replaying(isinstance(sink, ObserveSink)):
+            executor.run(units, sink, tracker, source=source, stages=stages, only_rows=only_rows)
     if tracker.committed != len(units):
         raise RuntimeError(f"{len(units) - tracker.committed} units did not complete")
+
+
+#: The ``phase`` label of the units metrics: what a pass commits its units into.
+_PHASES = {ShardSink: "shards", CheckpointSink: "checkpoint", ObserveSink: "observe"}
 
 
 def shard_sink(run: RunDir, spec: PipelineSpec, tag: str = "") -> ShardSink:
