@@ -3,6 +3,7 @@ rows (kept + dropped == input), which makes conservation both the resume rule an
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from curate.io.readers import Unit
 from curate.io.writers import PartRecord
 from curate.stages.base import Stage
 from curate.stats import metrics
+from curate.stats.histogram import as_json, merge
 
 #: Called with a unit and all its parts once they account for every expected row.
 Finish = Callable[[int, list[PartRecord]], None]
@@ -48,12 +50,18 @@ class UnitTracker:
 
 
 def unit_stats(unit: int, rows: int, parts: list[PartRecord]) -> dict:
-    """The unit's counters (its completion marker): rows in, kept, drops by stage and reason."""
+    """The unit's counters (its completion marker): rows in, kept, drops by stage and reason, the
+    worker-seconds each stage spent on its rows, the histograms of its score columns, and when the
+    driver committed it (drops over time in the report)."""
     drops: dict[str, Counter] = {}
+    seconds: Counter = Counter()
     for part in parts:
         for stage, reasons in part.drops.items():
             drops.setdefault(stage, Counter()).update(reasons)
-    return {"unit": unit, "rows": rows, "kept": sum(p.kept for p in parts), "drops": {s: dict(c) for s, c in drops.items()}}
+        seconds.update(part.seconds)
+    return {"unit": unit, "rows": rows, "kept": sum(p.kept for p in parts), "drops": {s: dict(c) for s, c in drops.items()},
+            "seconds": dict(seconds), "histograms": as_json(merge(p.histograms for p in parts)),
+            "committed_at": time.time()}
 
 
 def stream_units(executor: Executor, units: list[Unit], expected: dict[int, int], console: Console, description: str,
