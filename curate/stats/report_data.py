@@ -24,7 +24,7 @@ from curate.stats.funnel import Funnel, build_funnel
 MAX_TIMELINE_POINTS = 400
 #: Bars of a histogram as drawn (the markers' bins are much finer).
 DISPLAY_BINS = 40
-#: Distinct integers a discrete score may take and still get one bar each.
+#: Most bars of an integer score (a bar per integer up to this range, then 2, 3, ... integers).
 MAX_INTEGER_BARS = 60
 
 
@@ -131,20 +131,23 @@ def histograms(markers: list[dict], thresholds: list[Threshold]) -> list[Histogr
 
 
 def display_bins(lows: np.ndarray, highs: np.ndarray, counts: np.ndarray) -> Histogram:
-    """Fine bins ``[low, high)`` -> at most ~``DISPLAY_BINS`` bars: one bar per integer for a
-    discrete score with a small range (word counts), else equal bars in x, or in log10 x for a
-    positive score spanning three decades or more (byte sizes)."""
+    """Fine bins ``[low, high)`` -> bars: for an integer score (word counts, pixel sizes) bars
+    one or more whole integers wide, at most ``MAX_INTEGER_BARS``; else ``DISPLAY_BINS`` equal
+    bars in x, or in log10 x for a positive score spanning three decades or more (byte sizes)."""
     keep = (counts > 0) & np.isfinite(lows) & np.isfinite(highs)
     lows, highs, counts = lows[keep], highs[keep], counts[keep]
     rows = int(counts.sum())
     if not rows:
         return Histogram("", [], [], [], False, 0)
     low, high = float(lows.min()), float(highs.max())
-    if np.all((highs - lows < 1) & (np.ceil(lows) < highs)) and np.ceil(high) - np.ceil(low) <= MAX_INTEGER_BARS:
-        values = np.ceil(lows)  # the one integer each fine bin holds
-        edges = np.arange(values.min(), values.max() + 2) - 0.5
-        summed = np.bincount((values - values.min()).astype(np.int64), counts, minlength=len(edges) - 1)
-        return Histogram("", edges[:-1].tolist(), edges[1:].tolist(), summed.round().astype(np.int64).tolist(), False, rows)
+    if _integers(lows, highs):
+        values = np.ceil(lows)  # the smallest integer of each fine bin: its only one up to 64
+        first, span = float(values.min()), float(values.max() - values.min() + 1)
+        width = float(math.ceil(span / MAX_INTEGER_BARS))
+        bars = math.ceil(span / width)
+        edges = first - 0.5 + width * np.arange(bars + 1)
+        summed = np.bincount(((values - first) // width).astype(np.int64), counts, minlength=bars)
+        return Histogram("", edges[:-1].tolist(), edges[1:].tolist(), summed.astype(np.int64).tolist(), False, rows)
     log_x = low > 0 and high / low >= 1000
     if log_x:
         lows, highs, low, high = np.log10(lows), np.log10(highs), math.log10(low), math.log10(high)
@@ -157,6 +160,13 @@ def display_bins(lows: np.ndarray, highs: np.ndarray, counts: np.ndarray) -> His
     if log_x:
         edges = 10.0 ** edges
     return Histogram("", edges[:-1].tolist(), edges[1:].tolist(), summed.tolist(), log_x, rows)
+
+
+def _integers(lows: np.ndarray, highs: np.ndarray) -> bool:
+    """Whether the values look like integers: every fine bin at most 1 wide holds one (and there
+    is such a bin: the wider bins, above 64, cannot tell)."""
+    narrow = highs - lows <= 1
+    return bool(narrow.any() and np.all(np.ceil(lows[narrow]) < highs[narrow]))
 
 
 # -- over time and throughput -------------------------------------------------------------------

@@ -24,7 +24,8 @@ nav a { margin-right: 14px; } .meta { color: #555; }
 .banner { background: #fff3cd; border: 1px solid #e0c36a; padding: 10px 14px; margin: 14px 0; border-radius: 4px; }
 figure.chart-box { margin: 10px 0 20px; } figure.chart-box figcaption { font-weight: 600; margin-bottom: 4px; }
 svg.chart { width: 100%; max-width: 760px; height: auto; display: block; }
-table { border-collapse: collapse; margin: 6px 0 14px; } td, th { border: 1px solid #ddd; padding: 3px 8px; vertical-align: top; }
+table { border-collapse: collapse; margin: 6px 0 14px; max-width: 100%; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; vertical-align: top; overflow-wrap: anywhere; }
 th { background: #f4f4f4; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 12px; }
 .sample { font-size: 12px; overflow-wrap: anywhere; } .sample img { width: 128px; height: 128px; object-fit: contain;

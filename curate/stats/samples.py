@@ -1,8 +1,10 @@
 """A few samples to look at, read with a bound: kept ones from the first shard tars (image,
 caption, and the fields of the ``.json`` member), dropped ones per (stage, reason) from the
-ledger (``rejects/*.parquet``: its ``thumbnail``, ``caption`` and score columns where the run
-recorded them). A 1B-row run has ~100k ledger files: only those of units whose marker counts a
-reason still short of samples are read, and at most ``max_files`` of them.
+ledger (``rejects/*.parquet``: its ``thumbnail``, ``caption`` and ``scores``, a JSON object of
+the row's other columns when dropped, where the run recorded them; older ledgers lack them).
+A 1B-row run has ~100k ledger files: only those of units whose marker counts a reason still
+short of samples are read, and at most ``max_files`` of them. The engine keeps ledger thumbnails
+in the first 64 units and every 1024th (curate.engine.blocks), which the unit order reads first.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ import pyarrow.parquet as pq
 from curate import storage
 from curate.imaging.thumbnail import thumbnail_jpeg
 
-#: Ledger columns that are not scores (the rest of a ledger row's columns are its scores).
-LEDGER_COLUMNS = ("uid", "stage", "reason", "detail", "url", "unit", "row", "caption", "thumbnail")
 #: Shard ``.json`` fields shown apart from the scores.
 SAMPLE_FIELDS = ("uid", "url", "caption")
 
@@ -124,6 +124,5 @@ def _samples(rows: pa.Table, count: int) -> list[Sample]:
     if count <= 0:
         return []
     return [Sample(uid=row["uid"], caption=row.get("caption"), url=row.get("url"), thumbnail=row.get("thumbnail"),
-                   detail=row.get("detail"),
-                   scores={k: v for k, v in row.items() if k not in LEDGER_COLUMNS and v is not None})
+                   detail=row.get("detail"), scores=json.loads(row["scores"]) if row.get("scores") else {})
             for row in rows.slice(0, count).to_pylist()]

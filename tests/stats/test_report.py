@@ -1,6 +1,6 @@
 """``report.html`` on hand-made run directories, whose every file is written here in the run
 directory's formats (markers with ``committed_at``, ``seconds`` and ``histograms``, shard tars,
-ledgers with ``caption``, scores and ``thumbnail``, thresholds, data cards), so each section's
+ledgers with ``caption``, ``scores`` (JSON) and ``thumbnail``, thresholds, data cards), so each section's
 content is known exactly. The real-run and browser tests are in test_report_e2e.py."""
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def make_unit(root: Path, unit: int, rows: list[dict], seconds: dict | None, com
         if ledger_columns:
             had_image = stage == "scorer"
             taken = pictures.get((stage, reason), 0)
-            row.update(caption=r["caption"], words=r["words"], clip_score=r["clip_score"] if had_image else None,
+            scores = {"words": r["words"], **({"clip_score": r["clip_score"]} if had_image else {})}
+            row.update(caption=r["caption"], scores=json.dumps(scores),
                        thumbnail=thumbnail_jpeg(jpeg(r["seed"])) if had_image and taken < 2 else None)
             pictures[(stage, reason)] = taken + (row["thumbnail"] is not None)
         ledger.append(row)
@@ -232,6 +233,8 @@ def test_dropped_samples_pictures_or_text_per_reason(report) -> None:
     assert [row[2:4] for row in too_short[1:]] == [["ab", "chars=1"], ["ab", "chars=2"]] * 2  # units 0, 1: 4 rows
     assert [row[3] for row in table_rows(parts["fetch: http_404 (3 rows)"])[1:]] == ["HTTP 404 File not found"] * 3
     assert len(images(parts["scorer: low_score (6 rows)"])) == 6  # 2 per unit, 3 units
+    assert re.findall(r'<div class="scores">(.*?)</div>', parts["scorer: low_score (6 rows)"])[:2] == [
+        "words=5, clip_score=0.25", "words=6, clip_score=0.3"]
     assert re.findall(r'<div class="detail">(.*?)</div>', parts["scorer: low_score (6 rows)"])[:2] == [
         "clip_score=0.25&lt;0.30", "clip_score=0.30&lt;0.30"]
     assert len(images(parts["scorer: nan_score (1 rows)"])) == 1
