@@ -1,0 +1,137 @@
+"""A real Ray head with its job server on 127.0.0.1 for tests, started with ``ray start --head --block``
+in its own temp dir, on free ports, in an environment that keeps it silent (:func:`silent_ray_env`).
+
+Out of the box a ``ray start`` head reaches off the machine three ways (seen with ``strace -f`` in
+a network namespace whose only other interface is a made-up 10.77.0.1, ``netns_probe.py``):
+the node IP 127.0.0.1 is replaced by the "external" one, found by a UDP connect to 8.8.8.8:53,
+and every server then binds it; the dashboard's usage-stats module, usage stats off included,
+reads ``~/ray_bootstrap_config.yaml`` and, missing, asks cloud metadata (169.254.169.254:80 and
+``metadata.google.internal`` through DNS) what cloud it is on; and it sends a "usage stats
+disabled" report to https://usage-stats.ray.io/ for a cluster that ``ray start`` made (Ray 2.60.0,
+``ray/_common/usage/usage_lib.py``, ``ray/dashboard/modules/usage_stats/usage_stats_head.py``).
+The environment turns each off: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray keeps a loopback node
+IP, as on macOS), a ``HOME`` of the head's own holding an empty bootstrap config, and
+``RAY_USAGE_STATS_REPORT_URL`` on a loopback port nothing listens on. ``test_head_is_silent`` checks it.
+
+``ray stop`` is never used: it stops every Ray of the user on the machine. SIGTERM to ``ray start
+--block`` stops this head's processes; any left that name its temp dir are killed after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 180
+STOP_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def silent_ray_env(home: Path) -> dict[str, str]:
+    """This process's environment minus Ray's variables, plus what keeps a ``ray start`` head on loopback."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "ray_bootstrap_config.yaml").write_text("{}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return env | {
+        "HOME": str(home),
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # `python` and `ray` in the job: this venv's
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_USAGE_STATS_REPORT_URL": f"http://127.0.0.1:{free_port()}/",
+        "RAY_AUTH_MODE": "disabled",  # no token between the test's processes
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+    }
+
+
+def head_command(temp: Path, dashboard_port: int, num_cpus: int = 2) -> list[str]:
+    """``ray start`` for a one-node head on 127.0.0.1; every fixed default port (6379, 8265, 10001, 52365) is a free one."""
+    return [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+            "--port", str(free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
+            "--include-dashboard", "true", "--ray-client-server-port", str(free_port()),
+            "--dashboard-agent-listen-port", str(free_port()), "--num-cpus", str(num_cpus),
+            "--object-store-memory", str(200 * 1024 * 1024), "--temp-dir", str(temp), "--disable-usage-stats"]
+
+
+@dataclass
+class RayHead:
+    address: str  # the job server, http://127.0.0.1:PORT
+    temp: Path
+    env: dict[str, str]
+    process: subprocess.Popen
+
+
+def wait_for_job_server(address: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ray start exited {process.returncode}: {log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{address}/api/version", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        time.sleep(1)
+    raise RuntimeError(f"no job server at {address} after {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
+    # Ray's unix socket paths must stay under 108 bytes: a short temp dir, not pytest's.
+    temp = Path(tempfile.mkdtemp(prefix="crj", dir="/tmp"))
+    env = silent_ray_env(temp / "home")
+    dashboard_port = free_port()
+    log = temp / "ray-start.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(head_command(temp, dashboard_port, num_cpus), env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    head = RayHead(f"http://127.0.0.1:{dashboard_port}", temp, env, process)
+    try:
+        wait_for_job_server(head.address, process, log)
+        yield head
+    finally:
+        stop(head)
+
+
+def stop(head: RayHead) -> None:
+    """SIGTERM to ``ray start --block`` (it stops its node's processes), then whatever still names the temp dir."""
+    from curate.engine.ray_runtime import _kill_processes_naming
+
+    if head.process.poll() is None:
+        head.process.send_signal(signal.SIGTERM)
+        try:
+            head.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            head.process.kill()
+            head.process.wait()
+    _kill_processes_naming(head.temp)
+    shutil.rmtree(head.temp, ignore_errors=True)
+
+
+def main() -> int:
+    """``python ray_head.py WORKING_DIR RECIPE RUN_DIR``: a head, one ``curate submit`` to it, the head stopped;
+    exits with the submit's code (what the network-namespace probe runs)."""
+    working_dir, recipe, run_dir = sys.argv[1:4]
+    with ray_head() as head:
+        return subprocess.run([str(BIN / "curate"), "submit", recipe, "--address", head.address, "--working-dir",
+                               working_dir, "--output", run_dir], env=head.env, cwd=working_dir).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
