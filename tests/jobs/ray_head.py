@@ -83,10 +83,9 @@ def wait_for_job_server(address: str, process: subprocess.Popen, log: Path) -> N
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ray start exited {process.returncode}: {log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{address}/api/version", timeout=5) as answer:
-                if answer.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{address}/api/version", timeout=5) as answer:
+            if answer.status == 200:
+                return
         time.sleep(1)
     raise RuntimeError(f"no job server at {address} after {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
 
