@@ -3,7 +3,9 @@ the outputs read back the way trainers read them (webdataset, open_clip's own lo
 
 from __future__ import annotations
 
+import io
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
+from run_observations import histograms_of_rows, recorded_histograms
 
 from curate.pipeline import run_pipeline
 from curate.schema import compute_uids
@@ -238,3 +242,41 @@ def test_synth_corpus_labels(synth_corpus: Path, ray_session, tmp_path: Path) ->
         assert (precision, recall) == (1.0, 1.0), (label, Counter(hits), truth)
     assert all(r["reason"] in {"truncated_image", "not_an_image", "undecodable"}
                for r in rows if r["stage"] == "download" and r["reason"] != "http_404")
+
+
+def test_unit_histograms_are_those_of_every_rows_final_scores(e2e_run) -> None:
+    """The report's histograms come from the unit markers; they count each row's value once,
+    kept or dropped, and only the numeric score columns (not hashes, not strings)."""
+    recorded = recorded_histograms(e2e_run.run)
+    assert set(recorded) == {"caption_chars", "caption_words", "width", "height", "orig_width", "orig_height",
+                             "orig_bytes", "aspect_ratio"}
+    assert recorded == histograms_of_rows(e2e_run.run, recorded)
+    # caption_chars is scored before anything drops a row: every input row has one
+    assert sum(recorded["caption_chars"]["counts"]) == len(ROWS)
+
+
+def test_unit_markers_charge_seconds_to_the_stages_rows_reached(e2e_run) -> None:
+    markers = [json.loads(p.read_text()) for p in sorted((e2e_run.run / "stats" / "units").glob("*.json"))]
+    for marker in markers:
+        assert set(marker["seconds"]) <= set(STAGES[1:]) and all(s > 0 for s in marker["seconds"].values())
+    # every unit had live rows at the caption stages; download ran in every unit
+    assert all({"laion_caption", "download"} <= set(m["seconds"]) for m in markers)
+    times = [m["committed_at"] for m in markers]
+    assert all(abs(t - time.time()) < 3600 for t in times)
+
+
+def test_ledger_rows_keep_caption_scores_and_a_few_thumbnails(e2e_run) -> None:
+    rows = {row["uid"]: row for row in ledger(e2e_run.run)}
+    pictured = set()
+    for uid, caption, (path, _, expected) in zip(e2e_run.uids, e2e_run.captions, ROWS, strict=True):
+        if expected is None:
+            continue
+        row = rows[uid]
+        scores = json.loads(row["scores"])
+        assert row["caption"] == caption and scores["caption_chars"] == len(caption)
+        if row["thumbnail"] is not None:
+            pictured.add(path)
+            assert max(Image.open(io.BytesIO(row["thumbnail"])).size) <= 128
+    # rows dropped after download had an image (one per reason here); earlier drops and download errors did not
+    assert pictured == {"/small.jpg", "/wide.jpg", "/flat.jpg"}
+    assert json.loads((e2e_run.run / "stats" / "thresholds.json").read_text()) == []

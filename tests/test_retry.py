@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from run_observations import histograms_of_rows, recorded_histograms
 
 from curate.engine.retry import RetryRows, count_retryable, retryable_reasons
 from curate.pipeline import run_pipeline
@@ -78,14 +79,15 @@ def test_retry_failed_reattempts_only_transient_failures(tmp_path, flaky_server,
     spec = {
         "name": "retry",
         "input": {"path": str(tmp_path / "in.parquet"), "rows_per_unit": 4},
-        "stages": [{"stage": "download", "timeout": 5, "threads": 4, "allow_private": ["127.0.0.0/8"]}],
+        "stages": [{"stage": "caption_rules", "min_chars": 1},
+                   {"stage": "download", "timeout": 5, "threads": 4, "allow_private": ["127.0.0.0/8"]}],
         "output": {"image_size": 32, "samples_per_shard": 3},
     }
     run = tmp_path / "run"
 
     first = run_pipeline(spec, output=str(run))
     assert first.funnel.kept == 6
-    assert dict(first.funnel.stages[1].dropped) == {"http_503": 5, "http_404": 3}
+    assert dict(first.funnel.stages[2].dropped) == {"http_503": 5, "http_404": 3}
 
     # The scan keeps a count per unit; a retry read task finds its unit's rows from its ledgers.
     # Before: the driver held every retried row in a dict, pickled into every read task.
@@ -102,7 +104,10 @@ def test_retry_failed_reattempts_only_transient_failures(tmp_path, flaky_server,
     # unit 0 is finished first (a resume), then rows 6-10 are retried: units 1 (rows 4-7) and 2 (rows 8-11)
     assert second.units_run == 3
     assert second.funnel.kept == 11
-    assert dict(second.funnel.stages[1].dropped) == {"http_404": 3}
+    assert dict(second.funnel.stages[2].dropped) == {"http_404": 3}
+    # the retried rows' first caption_chars left with their ledger rows: each row is counted once
+    histograms = recorded_histograms(run)
+    assert histograms == histograms_of_rows(run, histograms) and sum(histograms["caption_chars"]["counts"]) == 14
     retried = {path: n - hits_before[path] for path, n in flaky_server.hits.items() if n != hits_before[path]}
     # only unit 0's rows and the flaky ones were fetched again
     assert retried == {f"/flaky/{i}.jpg": 1 for i in range(5)} | {f"/ok/{i}.jpg": 1 for i in range(4)}

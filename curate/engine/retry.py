@@ -14,7 +14,6 @@ journaled commit, so conservation holds; its marker keeps listing the unit's ear
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import numpy as np
@@ -30,7 +29,7 @@ from curate.engine.executor import Executor
 from curate.engine.ray_runtime import on_workers
 from curate.engine.rundir import RunDir
 from curate.io.readers import Unit
-from curate.io.writers import PartRecord
+from curate.io.writers import PartRecord, scores_table
 from curate.stages.base import Stage
 from curate.stats.histogram import as_json, merge, negated, summarise
 
@@ -133,8 +132,7 @@ def _rewrite_ledgers_without_retried(run: RunDir, unit: int, reasons: dict[str, 
         if not gone.num_rows:
             continue
         removed.update(zip(gone.column("stage").to_pylist(), gone.column("reason").to_pylist(), strict=True))
-        histograms.append(summarise(pa.Table.from_pylist([json.loads(row) for row in gone.column("scores").to_pylist()]),
-                                    score_columns) if "scores" in gone.column_names else {})
+        histograms.append(summarise(scores_table(gone.column("scores").to_pylist()), score_columns))
         kept = ledger.filter(pc.invert(retried))
         name = relative if run.local else relative.replace(".parquet", f"-{tag}.parquet")
         filesystem, path = storage.filesystem_of(str(run.tmp / name))

@@ -182,6 +182,13 @@ def _scores_json(dropped: pa.Table, feature_columns: tuple[str, ...]) -> pa.Arra
     return pa.array([json.dumps({k: v for k, v in row.items() if v is not None}, default=str) for row in rows], pa.string())
 
 
+def scores_table(scores: list[str | None]) -> pa.Table:
+    """The ledger's ``scores`` JSON objects as columns (a column per key any row has; null where a row lacks it)."""
+    rows = [json.loads(text) if text else {} for text in scores]
+    names = dict.fromkeys(name for row in rows for name in row)
+    return pa.table({name: [row.get(name) for row in rows] for name in names}) if names else pa.table({})
+
+
 def _first_thumbnails(dropped: pa.Table) -> pa.Array | None:
     """The rows' thumbnails, at most THUMBNAILS_PER_REASON per (stage, reason) (batches each chose theirs)."""
     if DROP_THUMBNAIL not in dropped.column_names:
