@@ -51,7 +51,7 @@ def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rows-per-unit", type=int, default=10_000)
-    parser.add_argument("--distinct-urls", type=int, default=800_000)
+    parser.add_argument("--distinct-urls", type=int, default=500_000)
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--run", type=Path, default=None, help="an existing run directory (no new run)")
     parser.add_argument("--workdir", type=Path, default=None)

@@ -10,7 +10,8 @@ the start of the first shard tar(s), and a bounded number of ledger files.
 from __future__ import annotations
 
 import importlib
-import os
+
+import yaml
 
 from curate import storage
 from curate.stats import report_data
@@ -52,7 +53,7 @@ def render_report(run_dir: str) -> str:
         "dropped": dropped_section(dropped_samples(run_dir, run.markers, drops)),
         "cards": cards_section(run.cards, [card_summary(card) for card in run.cards]),
     }
-    name = os.path.basename(os.path.abspath(run_dir)) if storage.is_local(run_dir) else run_dir.rsplit("/", 1)[-1]
+    name = yaml.safe_load(storage.read_bytes(storage.join(run_dir, "pipeline.yaml")))["name"]
     versions = run.manifest.get("versions", {})
     meta = (f"{run_dir} · {funnel.state} · {funnel.units:,} of {funnel.units_total:,} units · "
             f"created {run.manifest.get('created', '?')} · curate {versions.get('curate', '?')}")

@@ -116,7 +116,8 @@ def card_thresholds(cards: list[dict]) -> list[Threshold]:
 
 
 def histograms(markers: list[dict], thresholds: list[Threshold]) -> list[Histogram]:
-    """Every score column of the markers, re-binned for display, with its thresholds."""
+    """Every score column of the markers, re-binned for display, with its thresholds; those with
+    a threshold first, then by name."""
     from curate.stats.histogram import bin_edges, merge
 
     result = []
@@ -127,7 +128,7 @@ def histograms(markers: list[dict], thresholds: list[Threshold]) -> list[Histogr
         display.column = column
         display.thresholds = [t for t in thresholds if t.column == column]
         result.append(display)
-    return result
+    return sorted(result, key=lambda h: not h.thresholds)  # the scores a stage cuts on first
 
 
 def display_bins(lows: np.ndarray, highs: np.ndarray, counts: np.ndarray) -> Histogram:

@@ -33,6 +33,7 @@ th { background: #f4f4f4; text-align: left; } td.n { text-align: right; font-var
 .noimage { width: 128px; height: 128px; background: #eee; color: #888; display: flex; align-items: center;
   justify-content: center; }
 .empty { color: #777; font-style: italic; }
+.chip { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
 """
 
 SECTIONS = (("funnel", "Funnel"), ("scores", "Score histograms"), ("timeline", "Drops over time"),
@@ -68,7 +69,8 @@ def funnel_section(funnel: Funnel) -> str:
              + [(reason, n, colours[(s.stage, reason)]) for reason, n in s.dropped.most_common()]) for s in funnel.stages]
     table = ["<table><tr><th>stage</th><th>in</th><th>kept</th><th>dropped</th><th>reasons</th></tr>"]
     for s in funnel.stages:
-        why = ", ".join(f"{escape(r)} {n:,}" for r, n in s.dropped.most_common())
+        why = ", ".join(f'<span class="chip" style="background:{colours[(s.stage, r)]}"></span>{escape(r)} {n:,}'
+                        for r, n in s.dropped.most_common())
         table.append(f"<tr><td>{escape(s.stage)}</td><td class=n>{s.rows_in:,}</td><td class=n>{s.kept:,}</td>"
                      f"<td class=n>{sum(s.dropped.values()):,}</td><td>{why}</td></tr>")
     table.append("</table>")

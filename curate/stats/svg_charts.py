@@ -1,6 +1,7 @@
 """Charts as inline SVG strings, written by hand: the report must open offline with no plotting
-library inlined, and a report is written at the end of every run (matplotlib's import plus one
-SVG figure per chart took 1.9 s for a 12-chart report on this 2-core machine; these take ~10 ms).
+library inlined, and a report is written at the end of every run. Measured for 12 histograms
+(load average 18 on this 2-core machine): matplotlib 3.11's import 1.5 s plus 1.7 s of SVG
+figures, 21 KB each; these 8 ms, 6 KB each.
 
 Every chart is an ``<svg class="chart">`` with a ``viewBox`` (it scales to its container) and
 ``<title>`` tooltips on its marks; the caller escapes nothing: labels are escaped here.

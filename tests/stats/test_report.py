@@ -118,6 +118,7 @@ def unit_rows(unit: int, rare: bool = False) -> list[dict]:
 
 def write_manifest(root: Path, units: int, state: str = "complete", stages: list[str] = STAGES) -> None:
     root.mkdir(parents=True, exist_ok=True)
+    (root / "pipeline.yaml").write_text("name: handmade\nstages: []\n")
     (root / "manifest.json").write_text(json.dumps({
         "units": units, "stage_order": stages, "state": state, "created": "2026-11-27T10:00:00Z",
         "versions": {"curate": "0.1.0"}}))
@@ -169,6 +170,8 @@ def test_report_written_beside_the_run(report) -> None:
     root, html = report
     assert (root / "report.html").read_text() == html
     assert html.startswith("<!doctype html>")
+    assert "<title>curate report: handmade</title>" in html  # the pipeline's name
+    assert f'<p class="meta">{root} · complete · 3 of 3 units · created 2026-11-27T10:00:00Z · curate 0.1.0</p>' in html
     assert 'class="banner"' not in html
 
 
