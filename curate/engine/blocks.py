@@ -4,7 +4,8 @@ Dropped rows travel on as ledger rows (``_drop_stage``/``_drop_reason``/``_drop_
 heavy columns released) instead of vanishing, so the sink can check conservation per unit.
 Before a dropped row's image is released, a few of them per reason keep a thumbnail for the
 ledger (:data:`~curate.schema.DROP_THUMBNAIL`), so the report can show what each reason removed.
-Each live row carries its share of the time its stage took (``_seconds:<stage>``).
+Each live row carries its share of the time its stage took (``_seconds:<stage>``), and each
+batch is counted in the run's live metrics (:mod:`curate.stats.metrics`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from curate.schema import (
     released_heavy,
 )
 from curate.stages.base import Filter, GlobalFilter, Stage
+from curate.stats import metrics
 
 _NULL_STR = pa.scalar(None, pa.string())
 
@@ -55,7 +57,9 @@ def apply_stage(stage: Stage, block: pa.Table) -> pa.Table:
         raise RuntimeError(f"stage {stage.name} returned {out.num_rows} rows for {alive.num_rows}")
     if isinstance(stage, Filter):
         out = mark_drops(stage, out)
-    out = _charge(out, stage.name, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    metrics.stage_batch(stage, alive.num_rows, _reason_counts(out) if isinstance(stage, Filter) else {}, seconds)
+    out = _charge(out, stage.name, seconds)
     if isinstance(stage, GlobalFilter):  # verdict columns the stage does not write served only to decide
         out = out.drop_columns([c for c in stage.verdict_types if c not in stage.writes and c in out.column_names])
     out = _without(out, stage.consumes)
@@ -67,6 +71,12 @@ def _without(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
     """``table`` without the transient ``columns`` a stage consumed (those it has)."""
     present = [c for c in columns if c in table.column_names]
     return table.drop_columns(present) if present else table
+
+
+def _reason_counts(marked: pa.Table) -> dict[str, int]:
+    """{reason: rows} of the rows a stage just dropped (``marked`` holds only its live rows)."""
+    counts = pc.value_counts(pc.drop_null(marked.column(DROP_REASON)))
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
 
 
 def _charge(table: pa.Table, stage: str, seconds: float) -> pa.Table:
