@@ -93,13 +93,15 @@ def scores_section(histograms: list[Histogram]) -> str:
 def timeline_section(line: Timeline | None) -> str:
     if line is None:
         return _empty("no commit times recorded in the unit markers")
-    series = [("kept", line.seconds, line.kept, charts.KEPT_COLOR)]
-    series += [(f"dropped by {stage}", line.seconds, values, charts.color(i))
-               for i, (stage, values) in enumerate(line.dropped.items())]
+    span = line.seconds[-1] if line.seconds else 0.0
+    unit, scale = ("hours", 3600.0) if span >= 10 * 3600 else ("minutes", 60.0) if span >= 600 else ("seconds", 1.0)
+    times = [t / scale for t in line.seconds]
+    series = [("kept", times, line.kept, charts.KEPT_COLOR)]
+    series += [(f"dropped by {stage}", times, values, charts.color(i)) for i, (stage, values) in enumerate(line.dropped.items())]
     start = datetime.datetime.fromtimestamp(line.start, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return _figure("cumulative rows as units committed",
                    charts.step_lines(series, "cumulative kept and dropped rows over time",
-                                     f"seconds since the first unit committed ({start})"))
+                                     f"{unit} since the first unit committed ({start})"))
 
 
 def throughput_section(rates: list[Throughput]) -> str:
@@ -175,7 +177,10 @@ def cards_section(cards: list[dict], summaries: list[list[str]]) -> str:
     for card, lines in zip(cards, summaries, strict=True):
         name = f"{card.get('stage', card['card'])} ({card['card']})"
         summary = "".join(f"<p>{escape(line)}</p>" for line in lines)
-        parts.append(f"<h3>{escape(name)}</h3>{summary}{value_html({k: v for k, v in card.items() if k != 'card'})}")
+        fields = value_html({k: v for k, v in card.items() if k != "card"})
+        if lines:  # a card `curate stats` summarises keeps its fields one click away
+            fields = f"<details><summary>all fields</summary>{fields}</details>"
+        parts.append(f"<h3>{escape(name)}</h3>{summary}{fields}")
     return "".join(parts)
 
 

@@ -42,7 +42,7 @@ def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
         return [0.0]
     if high <= low:
         high = low + (abs(low) or 1.0)
-    raw = (high - low) / max(count - 1, 1)
+    raw = (high - low) / max(count - 1, 1) * 0.7  # up to ~count / 0.7 ticks: 0-120 gets steps of 20, not 50
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.floor(low / step) * step

@@ -250,6 +250,8 @@ def test_data_cards_generic_and_known(report) -> None:
     mystery = cards.split("<h3>")[1]
     assert "<tr><th>size</th><th>count</th></tr><tr><td>2</td><td>5</td></tr><tr><td>3</td><td>1</td></tr>" in mystery
     assert "<p>scorer: top 50% by clip_score: threshold 0.350000, kept 12 of 24 scored (50.0000%)</p>" in cards
+    assert "(50.0000%)</p><details><summary>all fields</summary><table><tr><th>stage</th><td>scorer</td></tr>" in cards
+    assert "<details>" not in mystery  # a card nothing summarises shows its fields
 
 
 def test_nothing_on_the_page_leaves_the_file(report) -> None:
@@ -371,3 +373,13 @@ def test_timeline_keeps_a_bounded_number_of_points() -> None:
     line = timeline(list(reversed(markers)), ["read", "f"])
     assert len(line.seconds) == 400 and line.seconds[0] == 0 and line.seconds[-1] == 999
     assert line.kept[-1] == 7000 and line.dropped == {"f": line.dropped["f"]} and line.dropped["f"][-1] == 3000
+
+
+def test_drops_over_time_in_minutes_for_a_long_run() -> None:
+    from curate.stats.report_html import timeline_section
+
+    markers = [{"unit": u, "rows": 10, "kept": 7, "drops": {"f": {"r": 3}}, "committed_at": T0 + 72 * u} for u in range(101)]
+    html = timeline_section(timeline(markers, ["read", "f"]))
+    assert "minutes since the first unit committed (2023-11-14 22:13:20 UTC)</text>" in html
+    ticks = re.findall(r'<text x="[\d.]+" y="[\d.]+" text-anchor="middle">(\d+)</text>', html)
+    assert ticks == ["0", "20", "40", "60", "80", "100", "120"]
