@@ -60,7 +60,7 @@ class ShownRow:
 def kept_rows(run: RunDir) -> Iterator[ShownRow]:
     """Kept rows, unit by unit, each unit's shards in order."""
     for unit in sorted(run.done_units()):
-        for relative in _files(run, unit, "shards/"):
+        for relative in _parquets(run.read_unit_stats(unit), "shards/"):
             with _open(run, relative) as handle:
                 for batch in pq.ParquetFile(handle).iter_batches(batch_size=256):  # stops where the caller does
                     yield from _kept(batch.to_pylist(), relative)
@@ -71,11 +71,11 @@ def ledger_rows(run: RunDir, stage: str | None = None, reason: str | None = None
     """Dropped rows (by ``stage`` and/or for ``reason`` when given), unit by unit in row order;
     units whose marker counts no such drop are skipped unread."""
     for unit in sorted(run.done_units()):
-        drops = run.read_unit_stats(unit)["drops"]
+        marker = run.read_unit_stats(unit)
         if not any((stage is None or s == stage) and (reason is None or r == reason)
-                   for s, reasons in drops.items() for r, count in reasons.items() if count):
+                   for s, reasons in marker["drops"].items() for r, count in reasons.items() if count):
             continue
-        for relative in _files(run, unit, "rejects/"):
+        for relative in _parquets(marker, "rejects/"):
             table = _read(run, relative, thumbnails, _ledger_filter(stage, reason))
             yield from _dropped(table.to_pylist(), relative)
 
@@ -121,8 +121,8 @@ def kept_images(run: RunDir, rows: list[ShownRow]) -> dict[str, bytes]:
     return images
 
 
-def _files(run: RunDir, unit: int, folder: str) -> list[str]:
-    return sorted(f for f in run.read_unit_stats(unit)["files"] if f.startswith(folder) and f.endswith(".parquet"))
+def _parquets(marker: dict, folder: str) -> list[str]:
+    return sorted(f for f in marker["files"] if f.startswith(folder) and f.endswith(".parquet"))
 
 
 def _open(run: RunDir, relative: str):
@@ -130,11 +130,11 @@ def _open(run: RunDir, relative: str):
 
 
 def _read(run: RunDir, relative: str, thumbnails: bool, where: pc.Expression | None) -> pa.Table:
-    """One parquet, filtered; the thumbnail column (the only heavy one) only when asked for."""
-    fs, path = storage.filesystem_of(storage.join(str(run.root), relative))
-    names = pq.read_schema(path, filesystem=fs).names
-    columns = [c for c in names if thumbnails or c != THUMBNAIL]
-    return pq.read_table(path, filesystem=fs, columns=columns, filters=where)
+    """One parquet (opened once), filtered; the thumbnail column (the only heavy one) only when asked for."""
+    with _open(run, relative) as handle:
+        names = pq.ParquetFile(handle).schema_arrow.names
+        columns = [c for c in names if thumbnails or c != THUMBNAIL]
+        return pq.read_table(handle, columns=columns, filters=where)
 
 
 def _ledger_filter(stage: str | None, reason: str | None) -> pc.Expression | None:
