@@ -10,6 +10,7 @@ dependencies (the curate image, or ``pip install curate``), not this checkout's 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shlex
 import sys
 import time
@@ -76,6 +77,8 @@ def connect(address: str):
     retries against 192.0.2.2 for ``127.0.0.1:1``)."""
     from ray.job_submission import JobSubmissionClient
 
+    # Ray's SDK logs each package upload at INFO on the terminal; curate's terminal has curate's lines.
+    logging.getLogger("ray").setLevel(logging.WARNING)
     if not address.startswith(("http://", "https://")):
         raise UserError(f"--address {address}: not a job server address (http://HEAD:8265, the head's dashboard port)")
     try:

@@ -79,11 +79,13 @@ class RayHead:
 
 
 def wait_for_job_server(address: str, process: subprocess.Popen, log: Path) -> None:
+    """Until the job API answers: ``/api/version`` answers first, from the dashboard's main process,
+    while the job module (a subprocess of it) is still starting and drops a job posted then."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ray start exited {process.returncode}: {log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{address}/api/version", timeout=5) as answer:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{address}/api/jobs/", timeout=5) as answer:
             if answer.status == 200:
                 return
         time.sleep(1)
@@ -128,8 +130,12 @@ def main() -> int:
     exits with the submit's code (what the network-namespace probe runs)."""
     working_dir, recipe, run_dir = sys.argv[1:4]
     with ray_head() as head:
-        return subprocess.run([str(BIN / "curate"), "submit", recipe, "--address", head.address, "--working-dir",
-                               working_dir, "--output", run_dir], env=head.env, cwd=working_dir).returncode
+        rc = subprocess.run([str(BIN / "curate"), "submit", recipe, "--address", head.address, "--working-dir",
+                             working_dir, "--output", run_dir], env=head.env, cwd=working_dir).returncode
+        if rc:
+            for log in sorted(head.temp.glob("session_*/logs/dashboard*.log")):
+                print(f"--- {log}", log.read_text()[-4000:], sep="\n", file=sys.stderr)
+        return rc
 
 
 if __name__ == "__main__":

@@ -5,43 +5,28 @@ a recipe that could not work on a cluster are one line each."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import yaml
+from caption_project import EXPECTED, funnel_of, write_project
 from ray_head import free_port, ray_head
 
 from curate.cli import main
 
-ROWS = 40
+HERE = Path(__file__).resolve().parent
+ENGINE_TESTS = HERE.parent / "engine"
+PROBE_TIMEOUT_S = 400
 
 
 @pytest.fixture(scope="module")
 def head():
     with ray_head() as started:
         yield started
-
-
-def caption(i: int) -> str:
-    """Every 4th too short for LAION (< 5 characters), the next two words only (DataComp wants > 2), the rest kept."""
-    return ["ab", "a photo", f"a photo of a cat number {i}", f"a drawing of a dog number {i}"][i % 4]
-
-
-def write_project(root: Path, input_path: str = "corpus/pairs.parquet") -> Path:
-    """A working directory: a corpus and a recipe naming it relative to the directory, as in this repository."""
-    (root / "corpus").mkdir(parents=True)
-    pq.write_table(pa.table({"url": [f"http://example.com/{i}.jpg" for i in range(ROWS)],
-                             "caption": [caption(i) for i in range(ROWS)]}), root / "corpus" / "pairs.parquet")
-    (root / "recipes").mkdir()
-    spec = {"name": "captions", "input": {"path": input_path, "rows_per_unit": 10},
-            "stages": [{"stage": "laion_caption"}, {"stage": "datacomp_caption"}],
-            "output": {"samples_per_shard": 16, "image_size": 32}}
-    (root / "recipes" / "captions.yaml").write_text(yaml.safe_dump(spec))
-    return root / "recipes" / "captions.yaml"
 
 
 def test_submit_runs_the_recipe_on_the_cluster(head, tmp_path: Path, capsys) -> None:
@@ -58,13 +43,7 @@ def test_submit_runs_the_recipe_on_the_cluster(head, tmp_path: Path, capsys) -> 
     assert "run directory:" in out
     assert "--train-num-samples 20 --dataset-type webdataset" in out
     assert f"job {job_id}: SUCCEEDED" in err
-    stats = json.loads((run_dir / "stats" / "stats.json").read_text())
-    assert (stats["rows"], stats["kept"], stats["units"], stats["state"]) == (ROWS, ROWS // 2, ROWS // 10, "complete")
-    assert stats["stages"] == [
-        {"stage": "read", "in": ROWS, "kept": ROWS, "dropped": 0, "reasons": {}},
-        {"stage": "laion_caption", "in": ROWS, "kept": 30, "dropped": 10, "reasons": {"caption_too_short": 10}},
-        {"stage": "datacomp_caption", "in": 30, "kept": 20, "dropped": 10, "reasons": {"caption_too_few_words": 10}},
-    ]
+    assert funnel_of(run_dir) == EXPECTED
 
 
 def test_a_failed_job_is_one_line_and_exit_1(head, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -126,3 +105,39 @@ def test_a_recipe_that_cannot_work_on_a_cluster_is_refused_before_upload(case: s
                           "a filesystem the cluster shares)",
     }[case]
     assert capsys.readouterr().err.splitlines() == [f"curate: error: {expected}"]
+
+
+def _engine_probe():
+    """The network-namespace probe and its strace parsing, from the embedded-Ray tests."""
+    spec = importlib.util.spec_from_file_location("ray_network_probe", ENGINE_TESTS / "test_ray_runtime.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow  # ~90 s: a head, a job and curate under strace -f on 2 busy cores
+def test_head_and_job_reach_loopback_only(tmp_path: Path) -> None:
+    """The whole path (``ray start`` head with its job server, ``curate submit``, the job's ``curate run``)
+    in a fresh network namespace under strace. Before ``silent_ray_env`` (only RAY_USAGE_STATS_ENABLED=0):
+    connects to 8.8.8.8:53 and 169.254.169.254:80, DNS to the resolver (metadata.google.internal,
+    usage-stats.ray.io), and GCS, raylet and agents listening on the namespace's 10.77.0.1 and ``::``."""
+    probe = _engine_probe()
+    problem = probe.netns_problem()
+    if problem:
+        pytest.skip(problem)
+    recipe = write_project(tmp_path / "project")
+    (tmp_path / "probe").mkdir()
+    subprocess.run(["unshare", "-n", sys.executable, str(ENGINE_TESTS / "netns_probe.py"), str(tmp_path / "probe"),
+                    "--", sys.executable, str(HERE / "ray_head.py"), str(tmp_path / "project"), str(recipe),
+                    str(tmp_path / "run")], check=True, timeout=PROBE_TIMEOUT_S)
+    result = json.loads((tmp_path / "probe" / "result.json").read_text())
+    output = (tmp_path / "probe" / "stdout").read_text() + (tmp_path / "probe" / "stderr").read_text()
+    assert result["rc"] == 0, output[-3000:]
+    assert funnel_of(tmp_path / "run") == EXPECTED
+    calls = probe.network_calls((tmp_path / "probe" / "strace.log").read_text(errors="replace"))
+    assert calls, "strace saw no network calls at all: the probe is broken"
+    assert sorted({c for c in calls if not probe.is_loopback(c[1])}) == []
+    assert [c for c in calls if c[2] == 53] == []
+    listening = [tuple(entry) for entry in result["listening"]]
+    assert {entry[3] for entry in listening} >= {"gcs_server", "raylet"}, listening
+    assert [entry for entry in listening if not probe.is_loopback(entry[0])] == []
