@@ -106,18 +106,22 @@ def dropped_samples(run_dir: str, markers: list[dict], drops: dict[tuple[str, st
 
 
 def _take_from(uri: str, wanted: list[DroppedSamples], pictures: int, texts: int) -> None:
-    fs, path = storage.filesystem_of(uri)
-    table = pq.read_table(path, filesystem=fs)
-    has_thumbnail = "thumbnail" in table.column_names
-    for entry in wanted:
-        rows = table.filter(pc.and_(pc.equal(table.column("stage"), entry.stage),
-                                    pc.equal(table.column("reason"), entry.reason)))
-        if has_thumbnail:
-            with_picture = pc.is_valid(rows.column("thumbnail"))
-            entry.pictures += _samples(rows.filter(with_picture), pictures - len(entry.pictures))
-            rows = rows.filter(pc.invert(with_picture))
-        if not entry.pictures:
-            entry.texts += _samples(rows, texts - len(entry.texts))
+    """Samples from one ledger file, read a batch at a time until every wanted reason has its
+    samples (a 1M-row unit's ledger can hold a million rows)."""
+    with storage.open_input(uri) as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=8192):
+            table = pa.Table.from_batches([batch])
+            for entry in wanted:
+                rows = table.filter(pc.and_(pc.equal(table.column("stage"), entry.stage),
+                                            pc.equal(table.column("reason"), entry.reason)))
+                if "thumbnail" in table.column_names:
+                    with_picture = pc.is_valid(rows.column("thumbnail"))
+                    entry.pictures += _samples(rows.filter(with_picture), pictures - len(entry.pictures))
+                    rows = rows.filter(pc.invert(with_picture))
+                if not entry.pictures:
+                    entry.texts += _samples(rows, texts - len(entry.texts))
+            if all(entry.satisfied(pictures, texts) for entry in wanted):
+                return
 
 
 def _samples(rows: pa.Table, count: int) -> list[Sample]:

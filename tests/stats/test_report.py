@@ -304,6 +304,15 @@ def test_incomplete_run_gets_a_banner(tmp_path) -> None:
     assert table_rows(section(html, "funnel"))[1] == ["read", "20", "20", "0", ""]
 
 
+def test_run_stopped_before_its_first_unit(tmp_path) -> None:
+    root = tmp_path / "run"
+    write_manifest(root, 4, state="running")
+    html = Path(write_report(str(root))).read_text()
+    assert "run incomplete: interrupted; 0 of 4 units done" in html
+    assert table_rows(section(html, "funnel"))[1:] == [[stage, "0", "0", "0", ""] for stage in STAGES]
+    assert '<p class="empty">no kept samples</p>' in html and '<p class="empty">no rows dropped</p>' in html
+
+
 def test_run_made_before_the_report_fields(tmp_path) -> None:
     """Markers without committed_at, seconds or histograms and ledgers of uid/stage/reason/detail/url
     only (runs made before issue 9): those sections say so, the samples still show."""
