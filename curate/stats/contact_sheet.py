@@ -39,6 +39,8 @@ def contact_sheet(rows: list[ShownRow], thumbnails: dict[str, bytes]) -> bytes:
         for line_index, line in enumerate(caption):
             draw.text((x + PAD, text_y + line_index * LINE), line, fill=TEXT, font=font)
         verdict = "kept" if row.kept else f"{row.stage}: {row.reason}"
+        if draw.textlength(verdict, font=font) > width and not row.kept:
+            verdict = row.reason  # the reason says more than the stage's name
         draw.text((x + PAD, text_y + 2 * LINE), _fit(draw, font, verdict, width), fill=TEXT if row.kept else DROPPED,
                   font=font)
     out = io.BytesIO()
