@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from pathlib import Path
 
 from curate import storage
 from curate.engine.rundir import RunDir
@@ -19,6 +18,8 @@ from curate.stats.show_rows import ShownRow, find_uid, kept_images, kept_rows, l
 
 
 def show(args: argparse.Namespace) -> int:
+    """Print the rows the arguments choose (at most ``-n``, except a ``--uid``'s), then a summary
+    line; with ``--open``, write their contact sheet."""
     if args.n < 1:
         raise UserError(f"-n must be at least 1 (got {args.n})")
     run = RunDir(args.run_dir)
@@ -51,7 +52,7 @@ def show(args: argparse.Namespace) -> int:
     if sheet:
         storage.write_bytes(str(args.open), contact_sheet(rows, _thumbnails(run, rows)))
         if not args.json:
-            print(f"wrote {Path(args.open)}")
+            print(f"wrote {args.open}")
     return 0
 
 
