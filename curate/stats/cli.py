@@ -29,7 +29,8 @@ def add_parsers(commands) -> None:
     show.add_argument("run_dir")
     show.add_argument("--reason", help="only rows dropped for this reason")
     show.add_argument("--stage", help="only rows dropped by this stage")
-    show.add_argument("--uid", help="only this sample (kept or dropped)")
+    show.add_argument("--uid", help="this sample wherever it went: kept (which shard) or dropped (which stage, why); "
+                                    "reads every shard and ledger parquet")
     show.add_argument("-n", type=int, default=10, help="at most this many rows (default 10)")
     show.add_argument("--open", metavar="PNG", help="also write a contact sheet of the rows' thumbnails to PNG")
     show.add_argument("--json", action="store_true", help="one JSON object per row instead of text")
