@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate import storage
-from curate.config import load_spec
+from curate.config import parse_spec
 from curate.errors import UserError
 from curate.io.http_server import check_serve_reachable
 
@@ -49,7 +49,9 @@ def job_request(pipeline: str, working_dir: str | None, output: str | None, over
     if not recipe.is_relative_to(root):
         raise UserError(f"{pipeline}: not inside the working directory {root}, which is what the job receives "
                         "(pass --working-dir a directory that holds it)")
-    spec, _ = load_spec(recipe, overrides)
+    # The spec only: building the stages would also look for model weights in this machine's cache,
+    # and a cluster has its own (the curate image's CURATE_CACHE volume, jobs/kuberay).
+    spec = parse_spec(recipe, overrides)
     check_serve_reachable(spec.input.serve, "cluster", str(pipeline))
     run_dir = output or spec.output.path
     if run_dir is None or (storage.is_local(run_dir) and not Path(run_dir.removeprefix("file://")).is_absolute()):

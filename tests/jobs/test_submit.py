@@ -17,8 +17,10 @@ from caption_project import EXPECTED, funnel_of, write_project
 from ray_head import free_port, ray_head
 
 from curate.cli import main
+from curate.jobs.submit import job_request
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 ENGINE_TESTS = HERE.parent / "engine"
 PROBE_TIMEOUT_S = 400
 
@@ -105,6 +107,19 @@ def test_a_recipe_that_cannot_work_on_a_cluster_is_refused_before_upload(case: s
                           "a filesystem the cluster shares)",
     }[case]
     assert capsys.readouterr().err.splitlines() == [f"curate: error: {expected}"]
+
+
+def test_a_recipe_whose_weights_are_only_on_the_cluster_is_submitted(tmp_path: Path, monkeypatch) -> None:
+    """Before: the stages were built here, so laion_filter was refused for ViT-B-32:openai missing from
+    this machine's model cache (the cluster's cache is what the run uses)."""
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.chdir(REPO)
+    request = job_request("pipelines/laion_filter.yaml", None, "s3://runs/laion", ["input.serve=null"])
+    assert request["entrypoint"] == ("python -m curate.cli run pipelines/laion_filter.yaml --output s3://runs/laion "
+                                     "--set input.serve=null")
+    assert request["runtime_env"] == {"working_dir": str(REPO), "py_modules": [str(REPO / "curate")],
+                                      "excludes": [".git", "__pycache__"],
+                                      "env_vars": {"RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}}
 
 
 def _engine_probe():
