@@ -179,16 +179,27 @@ def scraped_run():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: Totals the settled counters reach: (query, the funnel's figure).
+SETTLED = [
+    (f'sum(ray_curate_rows_kept_total{{stage="{LAST_STAGE}"}})', lambda f: f["kept"]),
+    ('sum(ray_curate_units_committed_total{phase="shards"})', lambda f: f["units"]),
+    ('sum(ray_curate_rows_in_total{stage!="read"})', lambda f: sum(s["in"] for s in f["stages"] if s["stage"] != "read")),
+    ("sum(ray_curate_rows_dropped_total)", lambda f: sum(s["dropped"] for s in f["stages"])),
+    ("sum(ray_curate_download_requests_total)", lambda f: next(s["in"] for s in f["stages"] if s["stage"] == "download")),
+]
+
+
 @pytest.fixture(scope="module")
 def settled(scraped_run):
-    """Prometheus once it holds the run's last counters: rows kept and units committed final."""
+    """Prometheus once it holds the run's last counters. Each worker pushes its own every second
+    here (RAY_metrics_report_interval_ms), so the download's last batch may land after the last
+    stage's: wait for every total, then compare the details."""
     prometheus, funnel, _, _ = scraped_run
-    wanted = (funnel["kept"], funnel["units"])
+    wanted = [figure(funnel) for _, figure in SETTLED]
     deadline = time.monotonic() + SETTLE_S
     while True:
-        kept = prometheus.by(f'sum(ray_curate_rows_kept_total{{stage="{LAST_STAGE}"}})').get((), None)
-        units = prometheus.by('sum(ray_curate_units_committed_total{phase="shards"})').get((), None)
-        if (kept, units) == wanted or time.monotonic() > deadline:
+        totals = [prometheus.by(query).get((), None) for query, _ in SETTLED]
+        if totals == wanted or time.monotonic() > deadline:
             return prometheus, funnel
         time.sleep(1)
 
