@@ -44,13 +44,14 @@ def render_report(run_dir: str) -> str:
     funnel, order = run.funnel, run.manifest["stage_order"]
     drops = {(s.stage, reason): n for s in funnel.stages for reason, n in s.dropped.most_common()}
     histograms = report_data.histograms(run.markers, run.thresholds)
+    score_columns = {h.column for h in histograms}
     sections = {
         "funnel": funnel_section(funnel),
         "scores": scores_section(histograms),
         "timeline": timeline_section(report_data.timeline(run.markers, order)),
         "throughput": throughput_section(report_data.throughput(run.markers, order)),
-        "kept": kept_section(kept_samples(run_dir, run.markers), {h.column for h in histograms}),
-        "dropped": dropped_section(dropped_samples(run_dir, run.markers, drops)),
+        "kept": kept_section(kept_samples(run_dir, run.markers), score_columns),
+        "dropped": dropped_section(dropped_samples(run_dir, run.markers, drops), score_columns),
         "cards": cards_section(run.cards, [card_summary(card) for card in run.cards]),
     }
     name = yaml.safe_load(storage.read_bytes(storage.join(run_dir, "pipeline.yaml")))["name"]

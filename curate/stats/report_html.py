@@ -96,12 +96,14 @@ def timeline_section(line: Timeline | None) -> str:
     span = line.seconds[-1] if line.seconds else 0.0
     unit, scale = ("hours", 3600.0) if span >= 10 * 3600 else ("minutes", 60.0) if span >= 600 else ("seconds", 1.0)
     times = [t / scale for t in line.seconds]
-    series = [("kept", times, line.kept, charts.KEPT_COLOR)]
-    series += [(f"dropped by {stage}", times, values, charts.color(i)) for i, (stage, values) in enumerate(line.dropped.items())]
     start = datetime.datetime.fromtimestamp(line.start, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return _figure("cumulative rows as units committed",
-                   charts.step_lines(series, "cumulative kept and dropped rows over time",
-                                     f"{unit} since the first unit committed ({start})"))
+    x_label = f"{unit} since the first unit committed ({start})"
+    # Two charts: on one scale the kept rows flatten every stage's drops onto the axis.
+    kept = charts.step_lines([("kept", times, line.kept, charts.KEPT_COLOR)], "cumulative kept rows over time", x_label)
+    dropped = [(f"dropped by {stage}", times, values, charts.color(i)) for i, (stage, values) in enumerate(line.dropped.items())]
+    return _figure("rows kept, cumulative, as units committed", kept) + (_figure(
+        "rows dropped per stage, cumulative, as units committed",
+        charts.step_lines(dropped, "cumulative dropped rows per stage over time", x_label)) if dropped else "")
 
 
 def throughput_section(rates: list[Throughput]) -> str:
@@ -135,11 +137,15 @@ def _tile(sample: Sample, shown: set[str] | None = None) -> str:
     """A thumbnail with its caption, detail and scores (``shown``: only these fields under the
     picture, all of them in the tooltip)."""
     detail = f'<div class="detail">{escape(sample.detail)}</div>' if sample.detail else ""
-    scores = {k: v for k, v in sample.scores.items() if shown is None or k in shown}
+    scores = _only(sample.scores, shown)
     tip = escape(" ".join([sample.uid, sample.url or "", json.dumps(sample.scores, default=str)]))
     return (f'<div class="sample" title="{tip}">{_image(sample)}'
             f'<div class="caption">{escape(sample.caption or "")}</div>{detail}'
             f'<div class="scores">{_scores(scores)}</div></div>')
+
+
+def _only(scores: dict, shown: set[str] | None) -> dict:
+    return {k: v for k, v in scores.items() if shown is None or k in shown}
 
 
 def kept_section(samples: list[Sample], score_columns: set[str]) -> str:
@@ -152,18 +158,20 @@ def kept_section(samples: list[Sample], score_columns: set[str]) -> str:
         _tile(s, shown) for s in samples) + "</div>"
 
 
-def dropped_section(groups: list[DroppedSamples]) -> str:
+def dropped_section(groups: list[DroppedSamples], score_columns: set[str]) -> str:
+    """``score_columns``: as for :func:`kept_section` (the detail says why the row went)."""
     if not groups:
         return _empty("no rows dropped")
+    shown = score_columns or None
     parts = []
     for group in groups:
         parts.append(f"<h3>{escape(group.stage)}: {escape(group.reason)} ({group.count:,} rows)</h3>")
         if group.pictures:
-            parts.append('<div class="grid">' + "".join(_tile(s) for s in group.pictures) + "</div>")
+            parts.append('<div class="grid">' + "".join(_tile(s, shown) for s in group.pictures) + "</div>")
         elif group.texts:
             parts.append("<table><tr><th>uid</th><th>url</th><th>caption</th><th>detail</th><th>scores</th></tr>")
             parts += [f"<tr><td>{escape(s.uid)}</td><td>{escape(s.url or '')}</td><td>{escape(s.caption or '')}</td>"
-                      f"<td>{escape(s.detail or '')}</td><td>{_scores(s.scores)}</td></tr>" for s in group.texts]
+                      f"<td>{escape(s.detail or '')}</td><td>{_scores(_only(s.scores, shown))}</td></tr>" for s in group.texts]
             parts.append("</table>")
         else:
             parts.append(_empty("no sample read (its units' ledgers were past the files read for the report)"))

@@ -193,9 +193,11 @@ def step_lines(series: Sequence[tuple[str, Sequence[float], Sequence[float], str
         body.append(f'<polyline fill="none" stroke="{stroke}" stroke-width="2" points="{" ".join(points)}">'
                     f"<title>{escape(name)}: {previous:,.0f}</title></polyline>")
     legend_y = bottom + 52
-    for column, (name, _, values_y, stroke) in enumerate(series):
-        lx = left + (column % 3) * 220
-        ly = legend_y + (column // 3) * 18
-        body.append(f'<rect x="{lx}" y="{ly - 9}" width="12" height="12" fill="{stroke}"/>')
-        body.append(_text(lx + 17, ly + 1, f"{name} ({values_y[-1] if values_y else 0:,.0f})"))
-    return _svg(legend_y + 18 * math.ceil(len(series) / 3) + 4, body, label)
+    labels = [f"{name} ({values_y[-1] if values_y else 0:,.0f})" for name, _, values_y, _ in series]
+    per_row = 3 if max(map(len, labels), default=0) <= 30 else 2  # ~6.5 px a character at 12 px
+    for index, ((_, _, _, stroke), text) in enumerate(zip(series, labels, strict=True)):
+        lx = left + (index % per_row) * (right - left) / per_row
+        ly = legend_y + (index // per_row) * 18
+        body.append(f'<rect x="{lx:.0f}" y="{ly - 9}" width="12" height="12" fill="{stroke}"/>')
+        body.append(_text(lx + 17, ly + 1, text))
+    return _svg(legend_y + 18 * math.ceil(len(series) / per_row) + 4, body, label)

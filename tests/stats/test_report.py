@@ -388,7 +388,9 @@ def test_drops_over_time_in_minutes_for_a_long_run() -> None:
     from curate.stats.report_html import timeline_section
 
     markers = [{"unit": u, "rows": 10, "kept": 7, "drops": {"f": {"r": 3}}, "committed_at": T0 + 72 * u} for u in range(101)]
-    html = timeline_section(timeline(markers, ["read", "f"]))
+    kept, dropped = re.findall(r"<figure.*?</figure>", timeline_section(timeline(markers, ["read", "f"])), re.S)
+    assert "<figcaption>rows dropped per stage, cumulative, as units committed</figcaption>" in dropped
+    html = kept
     assert "minutes since the first unit committed (2023-11-14 22:13:20 UTC)</text>" in html
     ticks = re.findall(r'<text x="[\d.]+" y="[\d.]+" text-anchor="middle">(\d+)</text>', html)
     assert ticks == ["0", "20", "40", "60", "80", "100", "120"]
