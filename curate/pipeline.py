@@ -30,6 +30,7 @@ from curate.io.readers import READ_STAGE, Unit, read_stages
 from curate.io.writers import storage_error
 from curate.stages.base import GlobalFilter, ImageOutput, RunContext, Stage
 from curate.stats.funnel import Funnel, build_funnel, render_funnel
+from curate.stats.report import write_report
 
 
 @dataclass
@@ -104,7 +105,8 @@ def run_pipeline(
         if not keep_checkpoints:
             delete_checkpoints(str(run.root))
     render_funnel(funnel, console, title=spec.name)
-    console.print(f"run directory: {run.root}")
+    console.print(f"run directory: {run.root} (report: {run.root / 'report.html'})", soft_wrap=True, markup=False,
+                  highlight=False)
     if train_data:
         console.print(f"open_clip: --train-data {shlex.quote(train_data)} --train-num-samples {funnel.kept} "
                       "--dataset-type webdataset", soft_wrap=True, markup=False, highlight=False)
@@ -191,8 +193,8 @@ def _observe(executor: Executor, run: RunDir, units: list[Unit], source: InputSo
 
 
 def _finalize(run: RunDir, units: list[Unit], stage_order: list[str], stages: list[Stage]) -> tuple[Funnel, str | None]:
-    """Merged counters, ``uids.npy``, ``shards/sizes.json``, the stages' thresholds and data cards;
-    the open_clip ``--train-data``."""
+    """Merged counters, ``uids.npy``, ``shards/sizes.json``, the stages' thresholds and data cards,
+    ``report.html``; the open_clip ``--train-data``."""
     unit_stats = [run.read_unit_stats(u.index) for u in units]
     funnel = build_funnel(unit_stats, stage_order)
     sizes = run.write_uids_and_sizes()
@@ -208,6 +210,7 @@ def _finalize(run: RunDir, units: list[Unit], stage_order: list[str], stages: li
         if card is not None:
             storage.write_bytes(str(run.stats / card[0]), json.dumps(card[1], indent=2).encode())
     run.update_manifest(state="complete")
+    write_report(str(run.root))  # after the manifest says complete: the report shows the state
     run.cleanup()
     return funnel, run.train_data(sizes) if sizes else None
 
