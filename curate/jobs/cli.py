@@ -25,11 +25,11 @@ def dispatch(args: argparse.Namespace, console: Console) -> int | None:
     """The job id goes to stdout first (scripts read it), then the job's logs; the status line to stderr."""
     if args.command != "submit":
         return None
-    from curate.jobs.submit import connect, follow, job_request
+    from curate.jobs.submit import connect, follow, job_request, start
 
     request = job_request(args.pipeline, args.working_dir, args.output, args.overrides)
     client = connect(args.address)
-    job_id = client.submit_job(**request)
+    job_id = start(client, request, args.address)
     print(job_id, flush=True)
     if args.no_wait:
         return 0

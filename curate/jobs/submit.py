@@ -25,6 +25,9 @@ from curate.io.http_server import check_serve_reachable
 CURATE_PACKAGE = Path(__file__).resolve().parents[1]
 #: Never worth uploading: Ray's own limit on a working_dir is 500 MiB, and a checkout's git history alone can pass it.
 ALWAYS_EXCLUDED = [".git", "__pycache__"]
+NO_AGENT = "No available agent to submit job"
+NO_AGENT_RETRY_S = 60
+NO_AGENT_RETRY_EVERY_S = 2
 
 
 @dataclass
@@ -89,6 +92,21 @@ def connect(address: str):
         raise UserError(f"--address {address}: no Ray job server answers there") from None
     except (OSError, ValueError, RuntimeError) as err:
         raise UserError(f"--address {address}: {str(err).strip().splitlines()[0]}") from None
+
+
+def start(client, request: dict, address: str) -> str:
+    """Submit the job; its id. A head that has just started can answer before its node's agent has
+    registered with the job server, which then refuses the job with "No available agent" (seen 10 s
+    after the job API answered, on 2 cores at load 30): that is retried for a minute."""
+    deadline = time.monotonic() + NO_AGENT_RETRY_S
+    while True:
+        try:
+            return client.submit_job(**request)
+        except RuntimeError as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if NO_AGENT not in message or time.monotonic() > deadline:
+                raise UserError(f"--address {address}: the job server refused the job: {message}") from None
+        time.sleep(NO_AGENT_RETRY_EVERY_S)
 
 
 def follow(client, job_id: str, out=None) -> Submission:

@@ -133,8 +133,9 @@ def main() -> int:
         rc = subprocess.run([str(BIN / "curate"), "submit", recipe, "--address", head.address, "--working-dir",
                              working_dir, "--output", run_dir], env=head.env, cwd=working_dir).returncode
         if rc:
-            for log in sorted(head.temp.glob("session_*/logs/dashboard*.log")):
-                print(f"--- {log}", log.read_text()[-4000:], sep="\n", file=sys.stderr)
+            for name in ("dashboard_JobHead.log", "dashboard_agent.log"):
+                for log in head.temp.glob(f"session_2*/logs/{name}"):
+                    print(f"--- {log}", log.read_text()[-1500:], sep="\n", file=sys.stderr)
         return rc
 
 

@@ -55,6 +55,7 @@ def test_slurm_daemons_listen_on_loopback_only(slurm) -> None:
     assert listening == {("slurmctld", "127.0.0.1"), ("slurmd", "127.0.0.1")}
 
 
+@pytest.mark.slow  # ~100 s: Ray's head and curate run in a Slurm job on 2 busy cores
 def test_sbatch_runs_the_recipe_and_stops_ray(slurm, tmp_path: Path, short_tmp: Path) -> None:
     write_project(tmp_path / "project")
     run_dir = tmp_path / "run"
