@@ -106,11 +106,20 @@ def test_a_wrong_kuberay_field_is_caught(case: str) -> None:
     assert kuberay_errors(manifest) == expected
 
 
-def test_a_wrong_pod_template_field_is_caught() -> None:
+POD_WRONG = {
+    "resources misspelt": (lambda c, s: c.__setitem__("resource", c.pop("resources")),
+                           "template.spec.containers.0: Additional properties are not allowed ('resource' was unexpected)"),
+    "toleration effect a number": (lambda c, s: s["tolerations"][0].__setitem__("effect", 7),
+                                   "template.spec.tolerations.0.effect: 7 is not of type 'string', 'null'"),
+    "gpu limit not a quantity": (lambda c, s: c["resources"]["limits"].__setitem__("nvidia.com/gpu", [1]),
+                                 "template.spec.containers.0.resources.limits.nvidia.com/gpu: [1] is not valid under "
+                                 "any of the given schemas"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POD_WRONG))
+def test_a_wrong_pod_template_field_is_caught(case: str) -> None:
+    change, expected = POD_WRONG[case]
     template = copy.deepcopy(pod_templates(load("RayCluster"))["spec.workerGroupSpecs[1].template"])
-    template["spec"]["containers"][0]["resource"] = template["spec"]["containers"][0].pop("resources")
-    errors = kubernetes_errors(template)
-    assert len(errors) == 1 and "resource" in errors[0], errors
-    template = copy.deepcopy(pod_templates(load("RayCluster"))["spec.workerGroupSpecs[1].template"])
-    template["spec"]["tolerations"][0]["effect"] = 7
-    assert len(kubernetes_errors(template)) == 1
+    change(template["spec"]["containers"][0], template["spec"])
+    assert kubernetes_errors(template) == [expected]
