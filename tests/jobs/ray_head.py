@@ -20,6 +20,7 @@ IP, as on macOS), a ``HOME`` of the head's own holding an empty bootstrap config
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -79,17 +80,34 @@ class RayHead:
 
 
 def wait_for_job_server(address: str, process: subprocess.Popen, log: Path) -> None:
-    """Until the job API answers: ``/api/version`` answers first, from the dashboard's main process,
-    while the job module (a subprocess of it) is still starting and drops a job posted then."""
+    """Until the job API answers and the dashboard knows the head node alive. Each comes on its own:
+    ``/api/version`` answers from the dashboard's main process while its job module (a subprocess)
+    still starts and drops a posted job; then the job module refuses jobs ("Head node id has not yet
+    been persisted in GCS") until the node module has seen the head node, 60 s later at load 40."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ray start exited {process.returncode}: {log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{address}/api/jobs/", timeout=5) as answer:
-            if answer.status == 200:
-                return
+        if _answers(f"{address}/api/jobs/") and _alive_hosts(address):
+            return
         time.sleep(1)
     raise RuntimeError(f"no job server at {address} after {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _alive_hosts(address: str) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"{address}/nodes?view=hostNameList", timeout=10) as answer:
+            return json.loads(answer.read())["data"]["hostNameList"]
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 @contextlib.contextmanager
