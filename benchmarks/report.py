@@ -71,7 +71,7 @@ def write_pool(path: Path, rows: int, distinct_urls: int) -> Path:
         for start in range(0, rows, 1_000_000):
             index = np.arange(start, min(rows, start + 1_000_000))
             writer.write_table(pa.table({
-                "url": pa.array([f"http://img{i % 97}.example.com/{i % distinct_urls}.jpg" for i in index]),
+                "url": pa.array([f"http://img{u % 97}.example.com/{u}.jpg" for u in index % distinct_urls]),
                 "caption": pa.array([captions[i % 12] for i in (index * 7919) % 1_000_003]),
             }), row_group_size=100_000)
     return path
