@@ -82,8 +82,10 @@ def connect(address: str):
     retries against 192.0.2.2 for ``127.0.0.1:1``)."""
     from ray.job_submission import JobSubmissionClient
 
-    # Ray's SDK logs each package upload at INFO on the terminal; curate's terminal has curate's lines.
-    logging.getLogger("ray").setLevel(logging.WARNING)
+    # Ray's SDK logs each package upload and the log stream's end at INFO on the terminal (its modules
+    # set their own loggers to INFO); curate's terminal has curate's lines and the job's.
+    for name in ("ray", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if not address.startswith(("http://", "https://")):
         raise UserError(f"--address {address}: not a job server address (http://HEAD:8265, the head's dashboard port)")
     try:

@@ -151,6 +151,8 @@ def test_head_and_job_reach_loopback_only(tmp_path: Path) -> None:
     output = (tmp_path / "probe" / "stdout").read_text() + (tmp_path / "probe" / "stderr").read_text()
     assert result["rc"] == 0, output[-6000:]
     assert funnel_of(tmp_path / "run") == EXPECTED
+    # curate submit's terminal: the job id, the job's logs, the status; before, Ray's SDK added its INFO lines
+    assert "dashboard_sdk.py" not in (tmp_path / "probe" / "stderr").read_text()
     calls = probe.network_calls((tmp_path / "probe" / "strace.log").read_text(errors="replace"))
     assert calls, "strace saw no network calls at all: the probe is broken"
     assert sorted({c for c in calls if not probe.is_loopback(c[1])}) == []
