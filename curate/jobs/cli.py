@@ -27,7 +27,7 @@ def dispatch(args: argparse.Namespace, console: Console) -> int | None:
         return None
     from curate.jobs.submit import connect, follow, job_request, start
 
-    request = job_request(args.pipeline, args.working_dir, args.output, args.overrides)
+    request = job_request(args.pipeline, args.address, args.working_dir, args.output, args.overrides)
     client = connect(args.address)
     job_id = start(client, request, args.address)
     print(job_id, flush=True)

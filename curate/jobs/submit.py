@@ -23,7 +23,7 @@ from curate.errors import UserError
 from curate.io.http_server import check_serve_reachable
 
 CURATE_PACKAGE = Path(__file__).resolve().parents[1]
-#: Never worth uploading: Ray's own limit on a working_dir is 500 MiB, and a checkout's git history alone can pass it.
+#: Never worth uploading: Ray caps a package at 512 MiB (its gRPC message size), which a checkout's git history alone can pass.
 ALWAYS_EXCLUDED = [".git", "__pycache__"]
 NO_AGENT = "No available agent to submit job"
 NO_AGENT_RETRY_S = 60
@@ -41,7 +41,7 @@ class Submission:
         return 0 if self.status == "SUCCEEDED" else 1
 
 
-def job_request(pipeline: str, working_dir: str | None, output: str | None, overrides: list[str]) -> dict:
+def job_request(pipeline: str, address: str, working_dir: str | None, output: str | None, overrides: list[str]) -> dict:
     """The ``submit_job`` arguments for a recipe: checked here first, so a user mistake costs no upload."""
     root = Path(working_dir or ".").resolve()
     if not root.is_dir():
@@ -55,7 +55,7 @@ def job_request(pipeline: str, working_dir: str | None, output: str | None, over
     # The spec only: building the stages would also look for model weights in this machine's cache,
     # and a cluster has its own (the curate image's CURATE_CACHE volume, jobs/kuberay).
     spec = parse_spec(recipe, overrides)
-    check_serve_reachable(spec.input.serve, "cluster", str(pipeline))
+    check_serve_reachable(spec.input.serve, address, str(pipeline))
     run_dir = output or spec.output.path
     if run_dir is None or (storage.is_local(run_dir) and not Path(run_dir.removeprefix("file://")).is_absolute()):
         raise UserError(f"{pipeline}: the run directory {run_dir or f'runs/{spec.name}'} would be relative to the "

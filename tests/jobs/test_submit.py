@@ -88,25 +88,28 @@ def test_a_bad_address_is_one_line(kind: str, tmp_path: Path, capsys) -> None:
     }[kind]]
 
 
-@pytest.mark.parametrize("case", ["outside", "relative_output", "default_output"])
+@pytest.mark.parametrize("case", ["outside", "relative_output", "default_output", "serve"])
 def test_a_recipe_that_cannot_work_on_a_cluster_is_refused_before_upload(case: str, tmp_path: Path, capsys,
                                                                          monkeypatch) -> None:
     recipe = write_project(tmp_path / "project")
     monkeypatch.chdir(tmp_path / "project")
+    address = f"http://127.0.0.1:{free_port()}"
     args = {"outside": [str(recipe), "--working-dir", str(tmp_path / "project" / "corpus"), "--output", "/data/run"],
             "relative_output": ["recipes/captions.yaml", "--output", "runs/x"],
-            "default_output": ["recipes/captions.yaml"]}[case]
-    rc = main(["submit", *args, "--address", f"http://127.0.0.1:{free_port()}"])
+            "default_output": ["recipes/captions.yaml"],
+            "serve": ["recipes/captions.yaml", "--output", "/data/run", "--set", "input.serve=corpus"]}[case]
+    rc = main(["submit", *args, "--address", address])
     assert rc == 2
+    relative = ("the run directory {} would be relative to the job's copy of the working directory, which Ray "
+                "deletes; pass --output s3://... (or an absolute path on a filesystem the cluster shares)")
     expected = {
         "outside": f"{recipe}: not inside the working directory {tmp_path / 'project' / 'corpus'}, which is what the "
                    "job receives (pass --working-dir a directory that holds it)",
-        "relative_output": "recipes/captions.yaml: the run directory runs/x would be relative to the job's copy of the "
-                           "working directory, which Ray deletes; pass --output s3://... (or an absolute path on a "
-                           "filesystem the cluster shares)",
-        "default_output": "recipes/captions.yaml: the run directory runs/captions would be relative to the job's copy "
-                          "of the working directory, which Ray deletes; pass --output s3://... (or an absolute path on "
-                          "a filesystem the cluster shares)",
+        "relative_output": "recipes/captions.yaml: " + relative.format("runs/x"),
+        "default_output": "recipes/captions.yaml: " + relative.format("runs/captions"),
+        "serve": f"recipes/captions.yaml: input.serve: serves corpus on this machine's loopback, which the other "
+                 f"nodes of the cluster at {address} cannot reach (serve the files from an address every node reaches "
+                 "and list their URLs, or run without --address)",
     }[case]
     assert capsys.readouterr().err.splitlines() == [f"curate: error: {expected}"]
 
@@ -116,7 +119,7 @@ def test_a_recipe_whose_weights_are_only_on_the_cluster_is_submitted(tmp_path: P
     this machine's model cache (the cluster's cache is what the run uses)."""
     monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.chdir(REPO)
-    request = job_request("pipelines/laion_filter.yaml", None, "s3://runs/laion", ["input.serve=null"])
+    request = job_request("pipelines/laion_filter.yaml", "http://127.0.0.1:8265", None, "s3://runs/laion", ["input.serve=null"])
     assert request["entrypoint"] == ("python -m curate.cli run pipelines/laion_filter.yaml --output s3://runs/laion "
                                      "--set input.serve=null")
     assert request["runtime_env"] == {"working_dir": str(REPO), "py_modules": [str(REPO / "curate")],
