@@ -36,6 +36,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 180
+START_ATTEMPTS = 2
 STOP_TIMEOUT_S = 30
 
 
@@ -71,6 +72,10 @@ def head_command(temp: Path, dashboard_port: int, num_cpus: int = 2) -> list[str
             "--object-store-memory", str(200 * 1024 * 1024), "--temp-dir", str(temp), "--disable-usage-stats"]
 
 
+class HeadExited(RuntimeError):
+    """``ray start`` gave up during start-up."""
+
+
 @dataclass
 class RayHead:
     address: str  # the job server, http://127.0.0.1:PORT
@@ -87,7 +92,7 @@ def wait_for_job_server(address: str, process: subprocess.Popen, log: Path) -> N
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"ray start exited {process.returncode}: {log.read_text()[-3000:]}")
+            raise HeadExited(f"ray start exited {process.returncode}: {log.read_text()[-3000:]}")
         if _answers(f"{address}/api/jobs/") and _alive_hosts(address):
             return
         time.sleep(1)
@@ -112,20 +117,35 @@ def _alive_hosts(address: str) -> list[str]:
 
 @contextlib.contextmanager
 def ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
+    """A started head; a start that fails (``ray start`` gives a raylet 30 s to register, hard-coded in
+    Ray 2.60's node.py, which a 2-core machine at load 36 under strace missed once) is tried again."""
+    for attempt in range(START_ATTEMPTS):
+        head = _start(num_cpus)
+        try:
+            wait_for_job_server(head.address, head.process, head.temp / "ray-start.log")
+            break
+        except HeadExited:
+            stop(head)
+            if attempt == START_ATTEMPTS - 1:
+                raise
+        except BaseException:
+            stop(head)
+            raise
+    try:
+        yield head
+    finally:
+        stop(head)
+
+
+def _start(num_cpus: int) -> RayHead:
     # Ray's unix socket paths must stay under 108 bytes: a short temp dir, not pytest's.
     temp = Path(tempfile.mkdtemp(prefix="crj", dir="/tmp"))
     env = silent_ray_env(temp / "home")
     dashboard_port = free_port()
-    log = temp / "ray-start.log"
-    with open(log, "w") as out:
+    with open(temp / "ray-start.log", "w") as out:
         process = subprocess.Popen(head_command(temp, dashboard_port, num_cpus), env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    head = RayHead(f"http://127.0.0.1:{dashboard_port}", temp, env, process)
-    try:
-        wait_for_job_server(head.address, process, log)
-        yield head
-    finally:
-        stop(head)
+    return RayHead(f"http://127.0.0.1:{dashboard_port}", temp, env, process)
 
 
 def stop(head: RayHead) -> None:
