@@ -2,7 +2,9 @@
 from the CRDs ``ray.io_rayclusters.yaml`` and ``ray.io_rayjobs.yaml`` (ray-operator/config/crd/bases,
 helm-chart/kuberay-operator/crds) and the Go types controller-gen makes them from:
 ``ray-operator/apis/ray/v1/raycluster_types.go`` at ray-project/kuberay commit 3275ee09f6a6 and
-``rayjob_types.go`` at commit 0057210ed5a9 (the v1.4-v1.5 API, the Helm chart's 1.6.0-rc.0 line).
+``rayjob_types.go`` at commit 0057210ed5a9 (the ``ray.io/v1`` API with RayCluster's ``managedBy`` and
+``gcsFaultToleranceOptions`` and RayJob's ``deletionStrategy.onSuccess/onFailure``, ``submitterConfig``
+and ``schedule``; the CRD files themselves are 0.7 MB each, mostly Kubernetes' PodTemplateSpec).
 
 What controller-gen writes is followed: a field without ``omitempty`` or ``+optional`` is required,
 ``int32`` is an integer within int32, ``map[string]string`` an object of strings, enums and CEL
