@@ -279,4 +279,9 @@ def test_ledger_rows_keep_caption_scores_and_a_few_thumbnails(e2e_run) -> None:
             assert max(Image.open(io.BytesIO(row["thumbnail"])).size) <= 128
     # rows dropped after download had an image (one per reason here); earlier drops and download errors did not
     assert pictured == {"/small.jpg", "/wide.jpg", "/flat.jpg"}
-    assert json.loads((e2e_run.run / "stats" / "thresholds.json").read_text()) == []
+    assert json.loads((e2e_run.run / "stats" / "thresholds.json").read_text()) == [
+        {"stage": "laion_caption", "column": "caption_chars", "value": 5, "keep": "above"},
+        {"stage": "datacomp_caption", "column": "caption_chars", "value": 6, "keep": "above"},
+        {"stage": "datacomp_caption", "column": "caption_words", "value": 3, "keep": "above"},
+        {"stage": "datacomp_image", "column": "aspect_ratio", "value": 3.0, "keep": "below"},
+        {"stage": "laion_image", "column": "orig_bytes", "value": 5000, "keep": "above"}]

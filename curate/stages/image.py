@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
+from curate.stages.base import Decision, Filter, Rule, StageParams, Threshold, append_columns, first_failure
 from curate.stages.registry import register
 
 
@@ -50,6 +50,13 @@ class ImageChecksFilter(Filter):
         height = pc.cast(batch.column("orig_height"), pa.float32())
         aspect = pc.divide(pc.max_element_wise(width, height), pc.max_element_wise(pc.min_element_wise(width, height), 1.0))
         return append_columns(batch, {"aspect_ratio": aspect})
+
+    def thresholds(self) -> list[Threshold]:
+        """The cuts on columns a row has (the shorter side is no column: orig_width/orig_height)."""
+        cuts = [Threshold("orig_bytes", self.params.min_bytes, "above")] if self.params.min_bytes else []
+        if self.params.max_aspect_ratio is not None:
+            cuts.append(Threshold("aspect_ratio", self.params.max_aspect_ratio, "below"))
+        return cuts
 
     def decide(self, scored: pa.Table) -> Decision:
         p = self.params

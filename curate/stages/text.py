@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.schema import CAPTION
-from curate.stages.base import Decision, Filter, Rule, StageParams, append_columns, first_failure
+from curate.stages.base import Decision, Filter, Rule, StageParams, Threshold, append_columns, first_failure
 from curate.stages.registry import register
 
 
@@ -40,6 +40,12 @@ class CaptionRulesFilter(Filter):
         if "caption_words" in self.writes:
             scores["caption_words"] = _word_counts(captions)
         return append_columns(batch, scores)
+
+    def thresholds(self) -> list[Threshold]:
+        cuts = [Threshold("caption_chars", self.params.min_chars, "above")]
+        if "caption_words" in self.writes:
+            cuts.append(Threshold("caption_words", self.params.min_words, "above"))
+        return [cut for cut in cuts if cut.value > 0]
 
     def decide(self, scored: pa.Table) -> Decision:
         chars = scored.column("caption_chars")

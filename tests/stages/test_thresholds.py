@@ -16,5 +16,13 @@ def test_language_id_cuts_lang_prob_only_when_it_has_a_minimum():
     assert cut.thresholds() == [Threshold("lang_prob", 0.65, "above")]
 
 
-def test_filters_without_a_numeric_cut_name_none():
-    assert [stage.thresholds() for stage in _stages({"stage": "laion_caption"}, {"stage": "url_dedup"})] == [[], []]
+def test_caption_and_image_rules_name_their_cuts_on_columns_a_row_has():
+    laion, datacomp, dedup, _, image, sizes = _stages(
+        {"stage": "laion_caption"}, {"stage": "datacomp_caption"}, {"stage": "url_dedup"}, {"stage": "download"},
+        {"stage": "datacomp_image"}, {"stage": "image_checks", "min_side": 10})
+    assert laion.thresholds() == [Threshold("caption_chars", 5, "above")]
+    assert datacomp.thresholds() == [Threshold("caption_chars", 6, "above"), Threshold("caption_words", 3, "above")]
+    assert dedup.thresholds() == []
+    # the shorter side is no column (orig_width and orig_height are): no line for min_side
+    assert image.thresholds() == [Threshold("aspect_ratio", 3.0, "below")]
+    assert sizes.thresholds() == []

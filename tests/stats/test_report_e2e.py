@@ -91,7 +91,7 @@ def test_a_histogram_per_score_column(real_run) -> None:
     scores = section(real_run.html, "scores")
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", scores)
     cut = {t["column"] for t in json.loads((real_run.run / "stats" / "thresholds.json").read_text())}
-    assert cut == {"lang_prob"}
+    assert cut == {"caption_chars", "caption_words", "lang_prob", "aspect_ratio", "orig_bytes"}
     assert [c.split(" (")[0] for c in captions] == sorted(merged, key=lambda c: (c not in cut, c))  # cut scores first
     assert {"lang_prob", "caption_words", "width", "orig_bytes"} <= set(merged)
     for caption, figure in zip(captions, re.findall(r"<figure.*?</figure>", scores, re.S), strict=True):
