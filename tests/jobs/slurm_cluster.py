@@ -175,7 +175,11 @@ def slurm_cluster(cpus: int = 2) -> Iterator[SlurmCluster]:
 
 
 def stop(cluster: SlurmCluster) -> None:
-    """slurmd, slurmctld, munged in turn: SIGTERM, then SIGKILL after a grace period; the temp dir goes."""
+    """slurmd, slurmctld, munged in turn: SIGTERM, then SIGKILL after a grace period; then any job process
+    still running from the spool (proctrack/linuxproc leaves a batch script's forks behind when slurmd
+    stops: seen after a run under load); the temp dir goes."""
+    from curate.engine.ray_runtime import _kill_processes_naming
+
     for name in reversed(DAEMONS):
         process = cluster.daemons.get(name)
         if process is None or process.poll() is not None:
@@ -186,4 +190,5 @@ def stop(cluster: SlurmCluster) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    _kill_processes_naming(cluster.root)
     shutil.rmtree(cluster.root, ignore_errors=True)
