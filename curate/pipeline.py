@@ -69,7 +69,7 @@ def run_pipeline(
     run.check_output([*plan.paths, *([spec.input.serve] if spec.input.serve else [])], overwrite)
     units_run = 0
     with _storage_errors(run.root), run.locked():
-        with _serving(spec) as base_url, ray_session(address, spec.resources), _storage_errors(run.root):
+        with _serving(spec) as base_url, ray_session(address, spec.resources, spec.metrics), _storage_errors(run.root):
             units = plan.units(on_workers)  # rows of csv/tsv/jsonl chunks and tar member lists counted by Ray tasks
             context = RunContext(_image_output(spec), base_url)
             for stage in stages:  # before prepare: binding reads (or builds) what content_record identifies

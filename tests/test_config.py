@@ -93,7 +93,7 @@ def test_missing_pipeline_file(tmp_path: Path) -> None:
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_YAML + "outptu: {}\n")
-    assert str(error_of(path)) == f"{path}: outptu: unknown key (valid: name, input, stages, output, resources)"
+    assert str(error_of(path)) == f"{path}: outptu: unknown key (valid: name, input, stages, output, resources, metrics)"
 
 
 def test_unknown_nested_key() -> None:

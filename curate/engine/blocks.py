@@ -98,7 +98,9 @@ def drop_thumbnails(scored: pa.Table, drop: pa.Array, reason: pa.Array) -> pa.Ar
     if IMAGE not in scored.column_names:
         return None
     has_image = pc.and_(drop, pc.is_valid(scored.column(IMAGE))).to_numpy(zero_copy_only=False)
-    candidates = np.flatnonzero(has_image & pictured_unit(scored.column(UNIT).to_numpy()))
+    if UNIT in scored.column_names:  # always in a run; a stage applied by hand may have no unit
+        has_image = has_image & pictured_unit(scored.column(UNIT).to_numpy())
+    candidates = np.flatnonzero(has_image)
     if not len(candidates):
         return None
     reasons = np.asarray(reason.take(pa.array(candidates)).to_pylist(), dtype=object)

@@ -37,7 +37,7 @@ def _tasks_per_node(cluster: Cluster) -> dict[str, dict[str, int]]:
 def main() -> None:
     port, temp_dir = int(sys.argv[1]), sys.argv[2]
     common = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 200 * 1024 * 1024}
-    with _embedded_patches():
+    with _embedded_patches(metrics=False):
         cluster = Cluster(initialize_head=True, head_node_args={
             **common, "gcs_server_port": port, "include_dashboard": False, "temp_dir": temp_dir})
         second = cluster.add_node(**common)

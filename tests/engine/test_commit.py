@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from curate.engine.commit import UnitTracker, unit_stats
@@ -35,7 +37,16 @@ def test_more_rows_than_the_unit_holds_is_a_bug() -> None:
 def test_unit_stats_sum_the_parts() -> None:
     parts = [_part(2, 0, 6, 4, {"download": {"http_404": 2}}), _part(2, 6, 4, 1, {"download": {"http_404": 1, "timeout": 1},
                                                                                     "laion_caption": {"caption_too_short": 1}})]
-    assert unit_stats(2, 10, parts) == {
+    parts[0].seconds, parts[1].seconds = {"download": 1.5, "laion_caption": 0.25}, {"download": 0.5}
+    parts[0].histograms = {"caption_chars": {"keys": [16000, 16100], "counts": [2, 4]}}
+    parts[1].histograms = {"caption_chars": {"keys": [16100, 16200], "counts": [1, 3]}, "width": {"keys": [7], "counts": [1]}}
+    before = time.time()
+    stats = unit_stats(2, 10, parts)
+    assert before <= stats.pop("committed_at") <= time.time()
+    assert stats == {
         "unit": 2, "rows": 10, "kept": 5,
         "drops": {"download": {"http_404": 3, "timeout": 1}, "laion_caption": {"caption_too_short": 1}},
+        "seconds": {"download": 2.0, "laion_caption": 0.25},
+        "histograms": {"caption_chars": {"keys": [16000, 16100, 16200], "counts": [2, 5, 3]},
+                       "width": {"keys": [7], "counts": [1]}},
     }
