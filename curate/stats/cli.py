@@ -89,15 +89,18 @@ def data_cards(run_dir: str) -> list[dict]:
     return cards
 
 
+def card_summary(card: dict) -> list[str]:
+    """The lines summarising a data card of a known kind (none for others)."""
+    target = _CARD_RENDERERS.get(card["card"])
+    if not target:
+        return []
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)(card)
+
+
 def card_lines(run_dir: str) -> list[str]:
     """The human-readable summary of each data card in the run's stats/."""
-    lines: list[str] = []
-    for card in data_cards(run_dir):
-        target = _CARD_RENDERERS.get(card["card"])
-        if target:
-            module, _, function = target.partition(":")
-            lines += getattr(importlib.import_module(module), function)(card)
-    return lines
+    return [line for card in data_cards(run_dir) for line in card_summary(card)]
 
 
 def _compare(args: argparse.Namespace) -> int:

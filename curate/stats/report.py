@@ -9,12 +9,11 @@ the start of the first shard tar(s), and a bounded number of ledger files.
 
 from __future__ import annotations
 
-import importlib
-
 import yaml
 
 from curate import storage
 from curate.stats import report_data
+from curate.stats.cli import card_summary
 from curate.stats.report_html import (
     banner,
     cards_section,
@@ -59,14 +58,3 @@ def render_report(run_dir: str) -> str:
     meta = (f"{run_dir} · {funnel.state} · {funnel.units:,} of {funnel.units_total:,} units · "
             f"created {run.manifest.get('created', '?')} · curate {versions.get('curate', '?')}")
     return page(f"curate report: {name}", meta, banner(funnel), sections)
-
-
-def card_summary(card: dict) -> list[str]:
-    """The lines ``curate stats`` prints for a card of a known kind (none for others)."""
-    from curate.stats.cli import _CARD_RENDERERS
-
-    target = _CARD_RENDERERS.get(card["card"])
-    if not target:
-        return []
-    module, _, function = target.partition(":")
-    return getattr(importlib.import_module(module), function)(card)
