@@ -135,7 +135,7 @@ def _engine_probe():
     return module
 
 
-@pytest.mark.slow  # ~140 s: a head, a job and curate under strace -f on 2 busy cores
+@pytest.mark.opt_in  # ~120 s (a head, a job and curate under strace -f): `pytest -m opt_in tests/jobs`
 def test_head_and_job_reach_loopback_only(tmp_path: Path) -> None:
     """The whole path (``ray start`` head with its job server, ``curate submit``, the job's ``curate run``)
     in a fresh network namespace under strace. Before ``silent_ray_env`` (only RAY_USAGE_STATS_ENABLED=0):

@@ -64,6 +64,7 @@ class Prometheus:
     def __init__(self, binary: str, root: Path, discovery_glob: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.started = time.time()
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                   "scrape_configs": [{"job_name": "ray", "file_sd_configs": [{"files": [discovery_glob],
                                                                             "refresh_interval": "1s"}]}]}
@@ -89,6 +90,15 @@ class Prometheus:
     def query(self, expr: str) -> list[dict]:
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
         with urllib.request.urlopen(url, timeout=10) as answer:
+            body = json.load(answer)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def query_range(self, expr: str) -> list[dict]:
+        """``expr`` over every second since this server started, as a Grafana panel asks for it."""
+        window = {"query": expr, "start": f"{self.started:.3f}", "end": f"{time.time():.3f}", "step": "1"}
+        with urllib.request.urlopen(f"{self.url}/api/v1/query_range?{urllib.parse.urlencode(window)}",
+                                    timeout=30) as answer:
             body = json.load(answer)
         assert body["status"] == "success", body
         return body["data"]["result"]
@@ -127,7 +137,11 @@ def corpus(root: Path) -> dict:
     return {"name": "metrics", "input": {"path": str(root / "in.parquet"), "serve": str(serve), "rows_per_unit": 40},
             "stages": [{"stage": "laion_caption"}, {"stage": "datacomp_caption"},
                        {"stage": "language_id", "languages": ["en"]}, {"stage": "url_dedup"},
-                       {"stage": "download", "timeout": 10, "threads": 16}, {"stage": LAST_STAGE}],
+                       # small batches, few threads: the download's counters change over several
+                       # seconds. Ray exports a series only in the scrape after it changed, and a
+                       # rate needs two samples: one 40-row batch per unit gave a single sample.
+                       {"stage": "download", "timeout": 10, "threads": 2, "resources": {"batch_size": 4}},
+                       {"stage": LAST_STAGE}],
             "output": {"samples_per_shard": 50, "image_size": 64}}
 
 
@@ -263,11 +277,13 @@ def test_model_batch_time_of_the_actor_stage(settled) -> None:
 
 
 def test_every_dashboard_expression_returns_a_series(settled) -> None:
-    """Every target of dashboards/curate.json, as Grafana sends it, answers with at least one series
-    (Ray's per-GPU gauges only where a GPU is: see the next test)."""
+    """Every target of dashboards/curate.json, as Grafana sends it (a range query over the run),
+    answers with at least one series (Ray's per-GPU gauges only where a GPU is: see the next test).
+    Ray exports a series only in the scrape after it changed, so a rate needs a counter that changed
+    twice: with one download batch per unit the download panels were empty in CI (see corpus())."""
     prometheus, _ = settled
     empty = [(title, expr) for title, expr in dashboard_expressions()
-             if not any(m in expr for m in GPU_METRICS) and not prometheus.query(expr)]
+             if not any(m in expr for m in GPU_METRICS) and not prometheus.query_range(expr)]
     assert empty == []
 
 
@@ -281,4 +297,4 @@ def test_gpu_panels_use_gauges_ray_declares(settled) -> None:
     used = {name for _, expr in gpu for name in re.findall(r"ray_(node_g\w+)", expr)}
     assert gpu and used <= set(METRICS_GAUGES), used - set(METRICS_GAUGES)
     if prometheus.by("sum(max_over_time(ray_node_gpus_available[1m]))"):  # Ray's gauges come and go
-        assert [(title, expr) for title, expr in gpu if not prometheus.query(expr)] == []
+        assert [(title, expr) for title, expr in gpu if not prometheus.query_range(expr)] == []
