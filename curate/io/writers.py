@@ -193,15 +193,15 @@ def _first_thumbnails(dropped: pa.Table) -> pa.Array | None:
     """The rows' thumbnails, at most THUMBNAILS_PER_REASON per (stage, reason) (batches each chose theirs)."""
     if DROP_THUMBNAIL not in dropped.column_names:
         return None
-    thumbnails = dropped.column(DROP_THUMBNAIL).to_pylist()
+    column = dropped.column(DROP_THUMBNAIL)
+    pictured = np.flatnonzero(pc.is_valid(column).to_numpy(zero_copy_only=False))  # a few rows, not every drop
+    stages, reasons = dropped.column(DROP_STAGE).take(pictured), dropped.column(DROP_REASON).take(pictured)
     seen: dict[tuple[str, str], int] = {}
-    keys = zip(dropped.column(DROP_STAGE).to_pylist(), dropped.column(DROP_REASON).to_pylist(), strict=True)
-    for index, key in enumerate(keys):
-        if thumbnails[index] is not None:
-            seen[key] = seen.get(key, 0) + 1
-            if seen[key] > THUMBNAILS_PER_REASON:
-                thumbnails[index] = None
-    return pa.array(thumbnails, pa.binary())
+    keep = np.zeros(dropped.num_rows, bool)
+    for index, key in zip(pictured, zip(stages.to_pylist(), reasons.to_pylist(), strict=True), strict=True):
+        seen[key] = seen.get(key, 0) + 1
+        keep[index] = seen[key] <= THUMBNAILS_PER_REASON
+    return pc.if_else(pa.array(keep), column.combine_chunks(), pa.scalar(None, pa.binary()))
 
 
 def metadata_columns(table: pa.Table, feature_columns: tuple[str, ...] = ()) -> list[str]:

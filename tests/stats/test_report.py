@@ -5,12 +5,10 @@ content is known exactly. The real-run and browser tests are in test_report_e2e.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
 import tarfile
-from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from report_pages import images, section, table_rows
 
 from curate.imaging.thumbnail import thumbnail_jpeg
 from curate.stats.histogram import summarise
@@ -140,23 +139,6 @@ def handmade_run(root: Path, units: int = 3, rare_unit: int | None = 2, new_fiel
             {"card": "mystery_groups", "stage": "dedup", "groups": [{"size": 2, "count": 5}, {"size": 3, "count": 1}],
              "total": 13}))
     return root
-
-
-def section(html: str, key: str) -> str:
-    match = re.search(rf'<section id="{key}">(.*?)</section>', html, re.S)
-    assert match, key
-    return match.group(1)
-
-
-def table_rows(fragment: str) -> list[list[str]]:
-    """The cells of each row of the first table in ``fragment``, tags stripped."""
-    table = re.search(r"<table>(.*?)</table>", fragment, re.S).group(1)
-    return [[unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
-            for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
-
-
-def images(fragment: str) -> list[bytes]:
-    return [base64.b64decode(data) for data in re.findall(r'<img src="data:image/jpeg;base64,([^"]+)"', fragment)]
 
 
 @pytest.fixture(scope="module")

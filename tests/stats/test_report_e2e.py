@@ -4,7 +4,6 @@ loaded in Debian's chromium, headless and offline."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from report_pages import images, section, table_rows
 
 from curate.cli import main
 from curate.pipeline import run_pipeline
@@ -24,20 +24,6 @@ from curate.stats.histogram import merge
 from curate.stats.report import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def section(html: str, key: str) -> str:
-    return re.search(rf'<section id="{key}">(.*?)</section>', html, re.S).group(1)
-
-
-def table_rows(fragment: str) -> list[list[str]]:
-    table = re.search(r"<table>(.*?)</table>", fragment, re.S).group(1)
-    return [[unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
-            for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
-
-
-def images(fragment: str) -> list[bytes]:
-    return [base64.b64decode(data) for data in re.findall(r'<img src="data:image/jpeg;base64,([^"]+)"', fragment)]
 
 
 @pytest.fixture(scope="module")
